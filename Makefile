@@ -1,0 +1,34 @@
+# `make test` and `make demo` set everything up on a fresh machine: a .venv with
+# torch/torchvision pinned by constraints.txt, vla-core, every plugin and the test
+# plugins installed editable.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PIP := $(BIN)/python -m pip
+STAMP := $(VENV)/.installed
+PLUGIN_PROJECTS := $(sort $(wildcard plugins/*/pyproject.toml tests/plugins/*/pyproject.toml))
+EDITABLES := -e . $(foreach p,$(PLUGIN_PROJECTS),-e $(dir $(p)))
+PYTEST_ARGS ?=
+
+.PHONY: install test lint demo clean
+
+$(STAMP): pyproject.toml constraints.txt $(PLUGIN_PROJECTS)
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q -c constraints.txt "setuptools>=68" wheel
+	$(PIP) install -q -c constraints.txt torch==2.14.1 torchvision==0.29.1
+	$(PIP) install -q -c constraints.txt --no-build-isolation $(EDITABLES) pytest pytest-xdist ruff
+	touch $(STAMP)
+
+install: $(STAMP)
+
+lint: install
+	$(BIN)/ruff check .
+
+test: install lint
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+demo: install
+	$(BIN)/vla build configs/tiny_llava.yaml --predict
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

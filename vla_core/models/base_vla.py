@@ -1,0 +1,162 @@
+"""BaseVLA: builds its parts from specs, loads pretrained weights, freezes, saves.
+
+A VLA subclass declares its parts as constructor arguments annotated with spec aliases
+(`HeadSpec`, `ProjectorSpec`, ...), builds extra ones with `self.build_child`, forwards
+the common arguments with `**kwargs` to `BaseVLA.__init__`, and ends its `__init__` with
+`self.post_init()`::
+
+    class MyVLA(BaseVLA):
+        def __init__(self, state_proj: ProjectorSpec, **kwargs):
+            super().__init__(**kwargs)
+            self.state_proj = self.build_child("projectors", state_proj, "state_proj")
+            self.post_init()
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from vla_core.atomic import atomic_directory
+from vla_core.config.spec import HeadSpec, LLMBackboneSpec, ProjectorSpec, VisionBackboneSpec, VLMBackboneSpec
+from vla_core.errors import CheckpointError, VLAError
+from vla_core.models.build import build_component
+from vla_core.models.weights import LoadReport, load_into, load_state_dict, save_state_dict
+
+CONFIG_NAME = "config.json"
+FORMAT_VERSION = 1
+
+
+class BaseVLA(nn.Module):
+    """Base class of VLAs composed from registered components."""
+
+    #: Capabilities the engine and `vla info` read.
+    supports_compile: bool = False
+    supports_kv_cache: bool = False
+
+    def __init__(
+        self,
+        vlm_backbone: VLMBackboneSpec | None = None,
+        vision_backbone: VisionBackboneSpec | None = None,
+        llm_backbone: LLMBackboneSpec | None = None,
+        projector: ProjectorSpec | None = None,
+        vla_head: HeadSpec | None = None,
+        freeze_vlm_backbone: bool = False,
+        freeze_vision_backbone: bool = False,
+        freeze_llm_backbone: bool = False,
+        freeze_projector: bool = False,
+        pretrained_name_or_path: str | None = None,
+        name_mapping: dict[str, str] | None = None,
+        strict_loading: bool = True,
+    ) -> None:
+        """
+        Args:
+            vlm_backbone: a vision-language backbone spec (group vla.vlm_backbones).
+            vision_backbone: an image encoder spec, used with llm_backbone and projector.
+            llm_backbone: a language-model spec that reads projected image tokens and text.
+            projector: maps backbone features to the width the next part expects.
+            vla_head: the action head spec (group vla.heads).
+            freeze_vlm_backbone: keep the VLM backbone's weights fixed during training.
+            freeze_vision_backbone: keep the vision encoder's weights fixed.
+            freeze_llm_backbone: keep the language model's weights fixed.
+            freeze_projector: keep the projector's weights fixed.
+            pretrained_name_or_path: a local directory (or .safetensors file) to load weights from after building.
+            name_mapping: {our_prefix: checkpoint_prefix} to load foreign checkpoints, e.g. {"vla_head": "action_head"}.
+            strict_loading: fail when the pretrained weights have missing, unexpected or mis-shaped keys.
+        """
+        super().__init__()
+        self.vlm_backbone = self.build_child("vlm_backbones", vlm_backbone, "vlm_backbone")
+        self.vision_backbone = self.build_child("vision_backbones", vision_backbone, "vision_backbone")
+        self.llm_backbone = self.build_child("llm_backbones", llm_backbone, "llm_backbone")
+        self.projector = self.build_child("projectors", projector, "projector")
+        self.vla_head = self.build_child("heads", vla_head, "vla_head")
+        self._freeze = {
+            "vlm_backbone": freeze_vlm_backbone,
+            "vision_backbone": freeze_vision_backbone,
+            "llm_backbone": freeze_llm_backbone,
+            "projector": freeze_projector,
+        }
+        self._pretrained = (pretrained_name_or_path, dict(name_mapping or {}), strict_loading)
+        self.load_report: LoadReport | None = None
+        self.post_init_done = False
+
+    @staticmethod
+    def build_child(kind: str, spec: dict[str, Any] | nn.Module | None, name: str) -> Any:
+        """Build an optional part from its spec (None stays None)."""
+        return None if spec is None else build_component(kind, spec, name)
+
+    def post_init(self) -> None:
+        """Load `pretrained_name_or_path` (through `name_mapping`) and apply the freeze
+        flags. Subclasses call this once, at the end of their `__init__`."""
+        path, mapping, strict = self._pretrained
+        if path:
+            state = load_state_dict(path)
+            self.load_report = load_into(self, state, mapping or None, strict=strict, source=str(path))
+        for name, frozen in self._freeze.items():
+            part = getattr(self, name, None)
+            if frozen:
+                if part is None:
+                    raise VLAError(f"freeze_{name} is set, but this VLA has no {name}; remove the flag.")
+                part.requires_grad_(False)
+        self.post_init_done = True
+
+    def fsdp_unit_types(self) -> set[type[nn.Module]]:
+        """Module classes to shard as FSDP2 units: the layers transformers marks as
+        `_no_split_modules`, plus whatever child components declare."""
+        unit_types: set[type[nn.Module]] = set()
+        for module in self.modules():
+            names = getattr(module, "_no_split_modules", None)
+            if names:
+                wanted = set(names)
+                unit_types |= {type(sub) for sub in module.modules() if type(sub).__name__ in wanted}
+            declared = getattr(module, "fsdp_unit_types", None)
+            if module is not self and callable(declared):
+                unit_types |= set(declared())
+        return unit_types
+
+    # ---- saving --------------------------------------------------------------------
+    @property
+    def spec(self) -> dict[str, Any]:
+        """The resolved spec this VLA was built from (set by `build_vla`)."""
+        spec = getattr(self, "component_spec", None)
+        if spec is None:
+            raise VLAError(
+                f"this {type(self).__name__} was constructed directly, so its config is unknown; "
+                "build it with vla_core.build_vla(spec) to be able to save it."
+            )
+        return spec
+
+    def write_pretrained(self, directory: str | Path, extra_config: dict[str, Any] | None = None) -> None:
+        """Write config.json and the weights into an existing directory (not atomic;
+        `save_pretrained` and the trainer wrap it in an atomic directory)."""
+        directory = Path(directory)
+        config = {"format": "vla", "format_version": FORMAT_VERSION, "model": self.spec, **(extra_config or {})}
+        (directory / CONFIG_NAME).write_text(json.dumps(config, indent=2, default=str))
+        save_state_dict(self.state_dict(), directory)
+
+    def save_pretrained(self, directory: str | Path, extra_config: dict[str, Any] | None = None) -> Path:
+        """Save config and safetensors weights atomically; loads back with `from_pretrained`."""
+        with atomic_directory(directory) as tmp:
+            self.write_pretrained(tmp, extra_config)
+        return Path(directory)
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path, **kwargs: Any) -> BaseVLA:
+        """Load a VLA saved by `save_pretrained` (or a training checkpoint)."""
+        from vla_core.models.pretrained import load_pretrained
+
+        vla = load_pretrained(directory, **kwargs)
+        if not isinstance(vla, cls):
+            raise CheckpointError(f"'{directory}' holds a {type(vla).__name__}, not a {cls.__name__}.")
+        return vla
+
+    def num_parameters(self, trainable_only: bool = False) -> int:
+        return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device

@@ -1,0 +1,74 @@
+"""`load_pretrained(path)`: our checkpoints, and foreign ones through plugin hooks."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from vla_core.errors import CheckpointError
+from vla_core.models.base_vla import CONFIG_NAME
+from vla_core.models.build import build_vla
+from vla_core.models.weights import load_into, load_state_dict
+
+
+def without_pretrained_paths(spec: Any) -> Any:
+    """A copy of `spec` with every `pretrained_name_or_path` cleared: a checkpoint holds
+    all weights, so parts must not load their original weights again."""
+    if isinstance(spec, dict):
+        return {
+            k: (None if k == "pretrained_name_or_path" else without_pretrained_paths(v)) for k, v in spec.items()
+        }
+    if isinstance(spec, list):
+        return [without_pretrained_paths(v) for v in spec]
+    return spec
+
+
+def read_checkpoint_config(path: Path) -> dict[str, Any]:
+    config_path = path / CONFIG_NAME
+    if not path.exists():
+        raise CheckpointError(f"checkpoint '{path}' does not exist. Check the path.")
+    if not config_path.is_file():
+        raise CheckpointError(
+            f"'{path}' is not a checkpoint directory: it has no {CONFIG_NAME}. Point to a directory "
+            "written by save_pretrained or `vla train` (e.g. runs/NAME/checkpoints/step-1000)."
+        )
+    try:
+        return json.loads(config_path.read_text())
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(f"{config_path} is corrupt ({exc}); restore it or re-save the checkpoint.") from None
+
+
+def load_pretrained(path: str | Path, *, use_inference_model: bool = True, strict: bool = True) -> Any:
+    """Load a saved VLA, in eval mode.
+
+    Args:
+        path: a directory written by `save_pretrained` / `vla train`, or a foreign checkpoint
+            directory that an installed plugin recognises (e.g. transformers' PI0).
+        use_inference_model: build the run's `inference_model` when the checkpoint has one
+            (same weights, faster inference); False builds the training model.
+        strict: every checkpoint tensor must match the model.
+    """
+    path = Path(path)
+    config = read_checkpoint_config(path)
+    if config.get("format") != "vla":
+        return _load_foreign(path, config)
+    spec = config.get("inference_model") if use_inference_model and config.get("inference_model") else config["model"]
+    vla = build_vla(without_pretrained_paths(spec))
+    vla.load_report = load_into(vla, load_state_dict(path), strict=strict, source=str(path))
+    vla.checkpoint_dir = path
+    vla.checkpoint_config = config
+    return vla.eval()
+
+
+def _load_foreign(path: Path, config: dict[str, Any]) -> Any:
+    from vla_core.plugin_manager import get_plugin_manager
+
+    results = get_plugin_manager().hook.vla_load_foreign_checkpoint(path=path, config=config)
+    if results is not None:
+        return results.eval()
+    model_type = config.get("model_type", "unknown")
+    raise CheckpointError(
+        f"'{path}' is not a vla checkpoint (its config.json has model_type '{model_type}') and no installed "
+        "plugin recognises it. Install the plugin for that format (transformers PI0: pip install vla-paligemma)."
+    )

@@ -1,0 +1,95 @@
+"""Backbones that are transformers' own models (SigLIP, Dinov2, ViT; LLaMA, Qwen2, Gemma, ...).
+
+The architecture comes from transformers (never remote code), configured by
+`model_type` + `config` overrides, so the computation is the reference one. Weights come
+from `pretrained_name_or_path`, a local directory written by `save_pretrained`; nothing
+is downloaded.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from vla_core.errors import ConfigError
+from vla_core.protocols import BackboneOutput
+
+
+def _build_transformers_model(model_type: str, config: dict[str, Any], pretrained_name_or_path: str | None) -> Any:
+    from transformers import AutoConfig, AutoModel
+
+    if pretrained_name_or_path:
+        path = Path(pretrained_name_or_path)
+        if not path.is_dir():
+            raise ConfigError(
+                f"pretrained_name_or_path '{path}' is not a local directory. Nothing is downloaded at run "
+                "time: download the model once (e.g. `hf download ...`) and point to that directory."
+            )
+        return AutoModel.from_pretrained(str(path), local_files_only=True, **config)
+    try:
+        hf_config = AutoConfig.for_model(model_type, **config)
+    except ValueError as exc:
+        raise ConfigError(f"model_type '{model_type}' is not a transformers model type ({exc}).") from None
+    return AutoModel.from_config(hf_config)
+
+
+class TransformersVisionBackbone(nn.Module):
+    """An image encoder from transformers: (B, C, H, W) -> patch features (B, P, embed_dim).
+
+    Args:
+        model_type: transformers model type, e.g. "siglip_vision_model", "dinov2", "vit".
+        config: transformers config overrides (hidden_size, num_hidden_layers, image_size, patch_size, ...).
+        pretrained_name_or_path: local directory with a saved model; its config wins over `config`.
+        feature_layer: which hidden state to return; -1 is the last, -2 the penultimate (LLaVA).
+    """
+
+    def __init__(
+        self,
+        model_type: str = "siglip_vision_model",
+        config: dict[str, Any] | None = None,
+        pretrained_name_or_path: str | None = None,
+        feature_layer: int = -1,
+    ) -> None:
+        super().__init__()
+        self.model = _build_transformers_model(model_type, dict(config or {}), pretrained_name_or_path)
+        self.embed_dim: int = self.model.config.hidden_size
+        self.feature_layer = feature_layer
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """images (B, C, H, W) normalised -> (B, P, embed_dim)."""
+        if self.feature_layer == -1:
+            return self.model(pixel_values=images).last_hidden_state
+        out = self.model(pixel_values=images, output_hidden_states=True)
+        return out.hidden_states[self.feature_layer]
+
+
+class TransformersLLMBackbone(nn.Module):
+    """A decoder-only language model from transformers (the base model, no LM head).
+
+    Args:
+        model_type: transformers model type, e.g. "qwen2", "llama", "gemma".
+        config: transformers config overrides (vocab_size, hidden_size, num_hidden_layers, ...).
+        pretrained_name_or_path: local directory with a saved model; its config wins over `config`.
+    """
+
+    def __init__(
+        self,
+        model_type: str = "qwen2",
+        config: dict[str, Any] | None = None,
+        pretrained_name_or_path: str | None = None,
+    ) -> None:
+        super().__init__()
+        self.model = _build_transformers_model(model_type, dict(config or {}), pretrained_name_or_path)
+        self.hidden_size: int = self.model.config.hidden_size
+
+    def embed_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
+        """tokens (B, L) long -> (B, L, hidden_size)."""
+        return self.model.get_input_embeddings()(tokens)
+
+    def forward(self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor) -> BackboneOutput:
+        """inputs_embeds (B, S, hidden_size), attention_mask (B, S) bool -> features (B, S, hidden_size)."""
+        out = self.model(inputs_embeds=inputs_embeds, attention_mask=attention_mask.long())
+        return BackboneOutput(out.last_hidden_state, attention_mask.bool(), None)

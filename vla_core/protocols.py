@@ -1,0 +1,191 @@
+"""The typed contracts every component meets.
+
+A third-party component needs no base class: it only has to have the shape of one of
+these protocols. Nothing heavy is imported here at run time (torch only for type
+checkers), so plugins can import this module in their light top-level package.
+
+Shape letters used throughout: B batch, N_cam cameras, C channels, H/W image size,
+S backbone sequence length, D feature width, L language tokens, P patches per image,
+T action chunk length (horizon), A action dim.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+
+class BackboneOutput(NamedTuple):
+    """What a VLM (or LLM) backbone returns.
+
+    Attributes:
+        features: (B, S, D) float, the sequence the action head reads.
+        mask: (B, S) bool, True where a position is valid.
+        extra: anything the producer wants to pass on (a KV cache, per-layer states) or None.
+    """
+
+    features: torch.Tensor
+    mask: torch.Tensor
+    extra: Any = None
+
+
+@runtime_checkable
+class VLMBackbone(Protocol):
+    """A vision-language model: images and instruction tokens in, one feature sequence out."""
+
+    hidden_size: int
+
+    def forward(
+        self,
+        images: torch.Tensor,
+        lang_tokens: torch.Tensor,
+        img_masks: torch.Tensor,
+        lang_masks: torch.Tensor,
+    ) -> BackboneOutput:
+        """images (B, N_cam, C, H, W) float; lang_tokens (B, L) long; img_masks (B, N_cam)
+        bool; lang_masks (B, L) bool -> BackboneOutput with features (B, S, hidden_size)."""
+        ...
+
+
+@runtime_checkable
+class VisionBackbone(Protocol):
+    """An image encoder: (B, C, H, W) -> patch features (B, P, embed_dim)."""
+
+    embed_dim: int
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """images (B, C, H, W), already normalised by the processor -> (B, P, embed_dim)."""
+        ...
+
+
+@runtime_checkable
+class LLMBackbone(Protocol):
+    """A decoder that embeds tokens and runs over `inputs_embeds`."""
+
+    hidden_size: int
+
+    def embed_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
+        """tokens (B, L) long -> (B, L, hidden_size)."""
+        ...
+
+    def forward(self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor) -> BackboneOutput:
+        """inputs_embeds (B, S, hidden_size); attention_mask (B, S) bool -> BackboneOutput."""
+        ...
+
+
+@runtime_checkable
+class Projector(Protocol):
+    """Maps features of width `in_dim` to width `out_dim`: (..., in_dim) -> (..., out_dim)."""
+
+    in_dim: int
+    out_dim: int
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor: ...
+
+
+@runtime_checkable
+class ActionHead(Protocol):
+    """Reads backbone features (and the robot state) and produces an action chunk.
+
+    Extra batch entries (e.g. `embodiment_id` (B,) long) arrive as keyword arguments; a
+    head ignores those it does not use.
+    """
+
+    def forward(
+        self,
+        input_features: torch.Tensor,
+        states: torch.Tensor,
+        attention_mask: torch.Tensor,
+        actions: torch.Tensor,
+        action_masks: torch.Tensor,
+        **kwargs: Any,
+    ) -> dict[str, torch.Tensor]:
+        """input_features (B, S, D); states (B, state_dim); attention_mask (B, S) bool;
+        actions (B, T, A) normalised targets; action_masks (B, T) bool (False = padding past
+        the episode end) -> {"loss": scalar, "pred_actions": (B, T, A), ...}."""
+        ...
+
+    def predict_action(
+        self,
+        input_features: torch.Tensor,
+        states: torch.Tensor,
+        attention_mask: torch.Tensor,
+        **kwargs: Any,
+    ) -> torch.Tensor:
+        """Same inputs without targets -> (B, T, A) normalised actions. Generative heads
+        take `noise=` (B, T, A) for reproducible sampling."""
+        ...
+
+
+@runtime_checkable
+class VLA(Protocol):
+    """A whole policy. Its arguments are the batch keys, so a batch dict passes as `**batch`."""
+
+    def forward(
+        self,
+        images: torch.Tensor,
+        lang_tokens: torch.Tensor,
+        lang_masks: torch.Tensor,
+        img_masks: torch.Tensor,
+        states: torch.Tensor,
+        actions: torch.Tensor,
+        action_masks: torch.Tensor,
+        **kwargs: Any,
+    ) -> dict[str, torch.Tensor]:
+        """images (B, N_cam, C, H, W); lang_tokens/lang_masks (B, L); img_masks (B, N_cam);
+        states (B, state_dim); actions (B, T, A); action_masks (B, T) -> {"loss", ...}."""
+        ...
+
+    def predict_action(
+        self,
+        images: torch.Tensor,
+        lang_tokens: torch.Tensor,
+        lang_masks: torch.Tensor,
+        img_masks: torch.Tensor,
+        states: torch.Tensor,
+        **kwargs: Any,
+    ) -> torch.Tensor:
+        """The same observation inputs -> (B, T, A) normalised actions; `noise=` (B, T, A)
+        makes generative models reproducible."""
+        ...
+
+    def fsdp_unit_types(self) -> set[type[nn.Module]]:
+        """Module classes the engine shards as FSDP2 units (e.g. decoder layers)."""
+        ...
+
+
+@runtime_checkable
+class Processor(Protocol):
+    """Turns a raw observation into model inputs, and model actions back into robot actions.
+
+    A raw observation is a dict: camera images as uint8 (H, W, C) arrays keyed by camera
+    name, `task` (the instruction string) and `state` (state_dim,) float.
+    """
+
+    def __call__(self, observation: dict[str, Any]) -> dict[str, Any]:
+        """One raw observation -> unbatched model inputs (images (N_cam, C, H, W), ...)."""
+        ...
+
+    def save_pretrained(self, directory: str) -> None:
+        """Write whatever the processor needs (tokenizer files, settings) into `directory`."""
+        ...
+
+
+@runtime_checkable
+class Env(Protocol):
+    """A simulator for closed-loop evaluation (group `vla.envs`)."""
+
+    def tasks(self) -> list[str]:
+        """Names of the tasks this env can reset into."""
+        ...
+
+    def reset(self, task: str, seed: int) -> dict[str, Any]:
+        """Start an episode of `task` on the layout chosen by `seed` -> raw observation."""
+        ...
+
+    def step(self, action: Any) -> tuple[dict[str, Any], bool, bool]:
+        """Apply one (A,) action -> (raw observation, success, done)."""
+        ...

@@ -1,0 +1,173 @@
+"""Test helpers for vla and for plugin authors (a pytest plugin, loaded automatically).
+
+Fixtures:
+    vla_plugin_manager   a fresh pluggy manager with vla's hookspecs that never autoloads;
+                         register inline plugin classes on it.
+    register_component   register(kind, name, cls) for the duration of one test.
+    tiny_batch           make_tiny_batch(...) -> a random batch in the sample schema.
+
+Functions:
+    assert_plugin_is_light(dist)   listing and importing the plugin's packages leaves torch unimported.
+    check_action_head(head, ...)   the action-head contract: shapes, finite loss, gradients, masking.
+
+This module is imported by pytest in every environment where vla-core is installed, so
+it imports nothing heavy at module level.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+
+def assert_plugin_is_light(dist: str) -> None:
+    """Assert that listing components and importing the top-level packages of `dist`'s
+    entry points (and its `vla.plugins` hook modules) does not import torch.
+
+    Runs in a fresh subprocess so nothing already imported here hides a heavy import.
+    """
+    code = f"""
+import json, sys
+from importlib.metadata import distribution
+import vla_core
+vla_core.list_components()
+dist = distribution({dist!r})
+modules = sorted({{ep.value.split(":")[0] for ep in dist.entry_points if ep.group.startswith("vla.")}})
+tops = sorted({{m.split(".")[0] for m in modules}})
+hooks = [ep.value.split(":")[0] for ep in dist.entry_points if ep.group == "vla.plugins"]
+import importlib
+for name in tops + hooks:
+    importlib.import_module(name)
+heavy = [m for m in ("torch", "transformers", "numpy", "timm") if m in sys.modules]
+print(json.dumps({{"imported": tops + hooks, "heavy": heavy}}))
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, f"importing the packages of {dist} failed:\n{result.stderr}"
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert not report["heavy"], (
+        f"importing {report['imported']} (the light entry points of {dist}) imported {report['heavy']}; "
+        "move heavy imports into the component modules so `vla list-components` stays fast."
+    )
+
+
+def make_tiny_batch(
+    batch_size: int = 2,
+    num_cameras: int = 1,
+    image_size: int = 32,
+    seq_len: int = 6,
+    vocab_size: int = 64,
+    state_dim: int = 4,
+    action_dim: int = 3,
+    chunk_size: int = 4,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """A random batch in the sample schema (vla_core.data): images (B, N_cam, 3, H, W),
+    img_masks (B, N_cam), lang_tokens/lang_masks (B, L), states (B, S), actions (B, T, A),
+    action_masks (B, T) with the last step of the second row padded, embodiment_id (B,)."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    lang_masks = torch.ones(batch_size, seq_len, dtype=torch.bool)
+    lang_masks[1:, seq_len - 2 :] = False
+    action_masks = torch.ones(batch_size, chunk_size, dtype=torch.bool)
+    action_masks[1:, -1] = False
+    return {
+        "images": torch.randn(batch_size, num_cameras, 3, image_size, image_size, generator=g),
+        "img_masks": torch.ones(batch_size, num_cameras, dtype=torch.bool),
+        "lang_tokens": torch.randint(1, vocab_size, (batch_size, seq_len), generator=g),
+        "lang_masks": lang_masks,
+        "states": torch.randn(batch_size, state_dim, generator=g),
+        "actions": torch.randn(batch_size, chunk_size, action_dim, generator=g),
+        "action_masks": action_masks,
+        "embodiment_id": torch.zeros(batch_size, dtype=torch.long),
+    }
+
+
+def check_action_head(
+    head: Any, input_dim: int, state_dim: int, action_dim: int, chunk_size: int, seq_len: int = 5, batch_size: int = 2
+) -> None:
+    """The action-head contract every head must meet (use it in your plugin's tests).
+
+    Checks: `forward` returns a finite scalar loss and pred_actions (B, T, A); the loss
+    back-propagates into the head's parameters; `predict_action` returns (B, T, A); a
+    padded action step (action_masks False) does not change the loss.
+    """
+    import torch
+
+    g = torch.Generator().manual_seed(0)
+    feats = torch.randn(batch_size, seq_len, input_dim, generator=g)
+    mask = torch.ones(batch_size, seq_len, dtype=torch.bool)
+    states = torch.randn(batch_size, state_dim, generator=g)
+    actions = torch.randn(batch_size, chunk_size, action_dim, generator=g)
+    action_masks = torch.ones(batch_size, chunk_size, dtype=torch.bool)
+    action_masks[:, -1] = False
+
+    torch.manual_seed(0)
+    out = head(feats, states, mask, actions, action_masks)
+    loss = out["loss"]
+    assert loss.ndim == 0 and torch.isfinite(loss), f"loss must be a finite scalar, got {loss}"
+    assert tuple(out["pred_actions"].shape) == (batch_size, chunk_size, action_dim)
+    loss.backward()
+    grads = [p.grad for p in head.parameters() if p.requires_grad]
+    assert any(g is not None and g.abs().sum() > 0 for g in grads), "the loss does not reach the head's parameters"
+
+    changed = actions.clone()
+    changed[:, -1] += 100.0  # only padded steps differ
+    torch.manual_seed(0)
+    loss_changed = head(feats, states, mask, changed, action_masks)["loss"]
+    assert torch.allclose(loss.detach(), loss_changed.detach(), atol=1e-5), "padded action steps change the loss"
+
+    head.eval()
+    pred = head.predict_action(feats, states, mask)
+    assert tuple(pred.shape) == (batch_size, chunk_size, action_dim)
+
+
+@pytest.fixture
+def vla_plugin_manager() -> Iterator[Any]:
+    """A pluggy manager with vla's hookspecs and no autoloaded plugins."""
+    from vla_core.plugin_manager import new_plugin_manager
+
+    manager = new_plugin_manager()
+    registered: list[Any] = []
+    original_register = manager.register
+
+    def register(plugin: Any, name: str | None = None) -> Any:
+        registered.append(plugin)
+        return original_register(plugin, name=name)
+
+    manager.register = register  # type: ignore[method-assign]
+    try:
+        yield manager
+    finally:
+        for plugin in registered:
+            if manager.is_registered(plugin):
+                manager.unregister(plugin)
+
+
+@pytest.fixture
+def register_component() -> Iterator[Callable[[str, str, Any], None]]:
+    """register(kind, name, cls): a component visible to configs during this test only."""
+    from vla_core import registry
+
+    added: list[tuple[str, str]] = []
+
+    def register(kind: str, name: str, target: Any) -> None:
+        registry.register(kind, name, target)
+        added.append((kind, name))
+
+    try:
+        yield register
+    finally:
+        for kind, name in added:
+            registry.unregister(kind, name)
+
+
+@pytest.fixture
+def tiny_batch() -> Callable[..., dict[str, Any]]:
+    """make_tiny_batch: call it with the sizes your model needs."""
+    return make_tiny_batch
