@@ -22,7 +22,14 @@ import torch
 from torch import nn
 
 from vla_core.atomic import atomic_directory
-from vla_core.config.spec import HeadSpec, LLMBackboneSpec, ProjectorSpec, VisionBackboneSpec, VLMBackboneSpec
+from vla_core.config.spec import (
+    HeadSpec,
+    LLMBackboneSpec,
+    ProcessorSpec,
+    ProjectorSpec,
+    VisionBackboneSpec,
+    VLMBackboneSpec,
+)
 from vla_core.errors import CheckpointError, VLAError
 from vla_core.models.build import build_component
 from vla_core.models.weights import LoadReport, load_into, load_state_dict, save_state_dict
@@ -45,6 +52,7 @@ class BaseVLA(nn.Module):
         llm_backbone: LLMBackboneSpec | None = None,
         projector: ProjectorSpec | None = None,
         vla_head: HeadSpec | None = None,
+        processor: ProcessorSpec | None = None,
         freeze_vlm_backbone: bool = False,
         freeze_vision_backbone: bool = False,
         freeze_llm_backbone: bool = False,
@@ -60,6 +68,7 @@ class BaseVLA(nn.Module):
             llm_backbone: a language-model spec that reads projected image tokens and text.
             projector: maps backbone features to the width the next part expects.
             vla_head: the action head spec (group vla.heads).
+            processor: how raw observations become this VLA's inputs (group vla.processors); built by the data pipeline, not here.
             freeze_vlm_backbone: keep the VLM backbone's weights fixed during training.
             freeze_vision_backbone: keep the vision encoder's weights fixed.
             freeze_llm_backbone: keep the language model's weights fixed.
@@ -74,6 +83,7 @@ class BaseVLA(nn.Module):
         self.llm_backbone = self.build_child("llm_backbones", llm_backbone, "llm_backbone")
         self.projector = self.build_child("projectors", projector, "projector")
         self.vla_head = self.build_child("heads", vla_head, "vla_head")
+        self.processor_spec = processor
         self._freeze = {
             "vlm_backbone": freeze_vlm_backbone,
             "vision_backbone": freeze_vision_backbone,
