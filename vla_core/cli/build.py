@@ -1,0 +1,39 @@
+"""`vla build CONFIG`: build a VLA from a config, print its parts, optionally predict once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+
+def build_cmd(
+    path: Path = typer.Argument(..., help="Run config file."),
+    overrides: list[str] = typer.Option([], "--set", help="Override a value: key.path=value (repeatable)."),
+    predict: bool = typer.Option(False, "--predict", help="Predict one action chunk from a random observation."),
+    seed: int = typer.Option(0, help="Seed for weights and the random observation."),
+) -> None:
+    """Build the model of a run config and print its component tree with parameter counts."""
+    import torch
+    from rich.console import Console
+
+    from vla_core.config.loading import load_config
+    from vla_core.models.build import build_vla
+    from vla_core.models.summary import component_tree, random_observation
+
+    console = Console()
+    config = load_config(path, overrides)
+    torch.manual_seed(seed)
+    with console.status("building the model"):
+        vla = build_vla(config.model)
+    console.print(component_tree(vla))
+    if predict:
+        observation = random_observation(vla, seed=seed)
+        actions = vla.eval().predict_action(**observation)
+        console.print(f"predicted action chunk {tuple(actions.shape)} (normalised units):")
+        torch.set_printoptions(precision=3, sci_mode=False)
+        console.print(str(actions[0]))
+
+
+def register(app: typer.Typer) -> None:
+    app.command("build")(build_cmd)

@@ -1,0 +1,56 @@
+"""What `vla info NAME` shows, as plain data (also used by docs generation)."""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+from vla_core import registry
+from vla_core.errors import ComponentNotFoundError
+
+
+def _capabilities(cls: Any) -> dict[str, Any]:
+    return {
+        name: getattr(cls, name)
+        for name in sorted(dir(cls))
+        if name.startswith("supports_") and isinstance(getattr(cls, name, None), bool)
+    }
+
+
+def describe_component(name: str, kind: str | None = None) -> list[dict[str, Any]]:
+    """One dict per matching registered component: name, kind, package, version, target,
+    summary, capabilities and parameters (name, type, default, description)."""
+    from vla_core.config.spec import component_parameters
+
+    entries = registry.find_everywhere(name)
+    if kind is not None:
+        entries = [e for e in entries if e.kind == kind]
+    if not entries:
+        bare = name.split(":")[-1]
+        kinds = [kind] if kind else list(registry.KINDS)
+        messages = []
+        for k in kinds:
+            try:
+                registry.resolve(k, bare)
+            except ComponentNotFoundError as exc:
+                messages.append(str(exc))
+        hint = min(messages, key=len) if messages else ""
+        raise ComponentNotFoundError(f"No component named '{name}' is installed. {hint}".strip())
+    infos = []
+    for entry in entries:
+        cls = registry.load_entry(entry)
+        doc = inspect.getdoc(cls) or ""
+        params = []
+        for p in component_parameters(cls):
+            default = "required" if p.required else repr(p.default)
+            params.append({"name": p.name, "type": p.type_name, "default": default, "description": p.doc})
+        infos.append(
+            {
+                **entry.as_row(),
+                "target": entry.target,
+                "summary": doc.split("\n\n")[0].replace("\n", " "),
+                "capabilities": _capabilities(cls),
+                "parameters": params,
+            }
+        )
+    return infos

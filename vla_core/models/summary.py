@@ -1,0 +1,75 @@
+"""Human-readable model summaries and a random observation for smoke runs (`vla build`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+
+def _count(module: nn.Module) -> tuple[int, int]:
+    total = sum(p.numel() for p in module.parameters())
+    trainable = sum(p.numel() for p in module.parameters() if p.requires_grad)
+    return total, trainable
+
+
+def _fmt(n: int) -> str:
+    for unit, size in (("B", 1e9), ("M", 1e6), ("K", 1e3)):
+        if n >= size:
+            return f"{n / size:.2f}{unit}"
+    return str(n)
+
+
+def component_tree(vla: nn.Module) -> Any:
+    """A rich Tree of the VLA's components (children built from specs) with parameter counts."""
+    from rich.tree import Tree
+
+    def label(name: str, module: nn.Module) -> str:
+        total, trainable = _count(module)
+        spec = getattr(module, "component_spec", None)
+        kind = f" [cyan]{spec['type']}[/]" if isinstance(spec, dict) else f" [dim]{type(module).__name__}[/]"
+        frozen = "" if trainable == total else f", {_fmt(trainable)} trainable"
+        return f"[bold]{name}[/]{kind}  {_fmt(total)} params{frozen}"
+
+    root = Tree(label("model", vla))
+
+    def add(node: Any, module: nn.Module) -> None:
+        for name, child in module.named_children():
+            if getattr(child, "component_spec", None) is not None:
+                add(node.add(label(name, child)), child)
+            elif any(getattr(m, "component_spec", None) is not None for m in child.modules()):
+                add(node, child)
+            elif module is vla:
+                node.add(label(name, child))
+
+    add(root, vla)
+    return root
+
+
+def _find_config_value(vla: nn.Module, attribute: str) -> Any:
+    for module in vla.modules():
+        config = getattr(module, "config", None)
+        value = getattr(config, attribute, None)
+        if isinstance(value, int):
+            return value
+    return None
+
+
+def random_observation(vla: nn.Module, batch_size: int = 1, seed: int = 0, num_cameras: int = 1) -> dict[str, Any]:
+    """Random model inputs shaped for `vla`: image size and vocabulary read from the
+    transformers configs inside it, state width from the head (`state_dim`) or the VLA
+    (`max_state_dim`). For smoke runs only; real inputs come from a processor."""
+    g = torch.Generator().manual_seed(seed)
+    image_size = _find_config_value(vla, "image_size") or 224
+    vocab = _find_config_value(vla, "vocab_size") or 32
+    head = getattr(vla, "vla_head", None)
+    state_dim = getattr(vla, "max_state_dim", None) or getattr(head, "state_dim", None) or 8
+    seq_len = 8
+    return {
+        "images": torch.randn(batch_size, num_cameras, 3, image_size, image_size, generator=g),
+        "img_masks": torch.ones(batch_size, num_cameras, dtype=torch.bool),
+        "lang_tokens": torch.randint(1, vocab, (batch_size, seq_len), generator=g),
+        "lang_masks": torch.ones(batch_size, seq_len, dtype=torch.bool),
+        "states": torch.randn(batch_size, int(state_dim), generator=g),
+    }
