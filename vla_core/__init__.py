@@ -41,7 +41,25 @@ _LAZY = {
     "DataError": "vla_core.errors",
 }
 
-__all__ = ["__version__", *_LAZY]
+__all__ = [
+    "KINDS",
+    "BackboneOutput",
+    "BaseVLA",
+    "CheckpointError",
+    "ConfigError",
+    "DataError",
+    "VLAError",
+    "__version__",
+    "build_component",
+    "build_vla",
+    "hookimpl",
+    "hookspec",
+    "list_components",
+    "load_config",
+    "load_pretrained",
+    "register",
+    "unregister",
+]
 
 if TYPE_CHECKING:
     from vla_core.config.loading import load_config

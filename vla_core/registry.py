@@ -23,7 +23,7 @@ import fnmatch
 import os
 import re
 from dataclasses import dataclass, replace
-from functools import lru_cache
+from functools import cache
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any
 
@@ -128,7 +128,7 @@ def _check_kind(kind: str) -> None:
         raise ComponentNotFoundError(f"Unknown component kind '{kind}'.{hint} Kinds: {', '.join(KINDS)}.")
 
 
-@lru_cache(maxsize=None)
+@cache
 def _metadata_entries(kind: str) -> tuple[tuple[EntryPoint, str, str], ...]:
     found = []
     for ep in entry_points(group=group_of(kind)):

@@ -5,6 +5,7 @@ Fixtures:
                          register inline plugin classes on it.
     register_component   register(kind, name, cls) for the duration of one test.
     tiny_batch           make_tiny_batch(...) -> a random batch in the sample schema.
+    tiny_vla_spec        tiny_vla_spec(head=...) -> a small LlavaVLA spec around your head.
 
 Functions:
     assert_plugin_is_light(dist)   listing and importing the plugin's packages leaves torch unimported.
@@ -127,6 +128,32 @@ def check_action_head(
     assert tuple(pred.shape) == (batch_size, chunk_size, action_dim)
 
 
+def tiny_vla_spec(head: dict[str, Any] | None = None, feature_dim: int = 48) -> dict[str, Any]:
+    """A tiny LlavaVLA spec from core components (SigLIP -> MLP projector -> Qwen2 -> head),
+    for testing a head inside a whole VLA: images 32x32, vocab 64, features `feature_dim`
+    wide; the default head is an MLPActionHead with state_dim 4, action_dim 3, chunk 4.
+    Pair it with `make_tiny_batch()`."""
+    return {
+        "type": "LlavaVLA",
+        "vision_backbone": {
+            "type": "TransformersVisionBackbone",
+            "model_type": "siglip_vision_model",
+            "config": {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1,
+                       "num_attention_heads": 2, "image_size": 32, "patch_size": 8},
+        },
+        "projector": {"type": "MLPProjector", "in_dim": 32, "out_dim": feature_dim},
+        "llm_backbone": {
+            "type": "TransformersLLMBackbone",
+            "model_type": "qwen2",
+            "config": {"vocab_size": 64, "hidden_size": feature_dim, "intermediate_size": 2 * feature_dim,
+                       "num_hidden_layers": 1, "num_attention_heads": 4, "num_key_value_heads": 2},
+        },
+        "vla_head": head
+        or {"type": "MLPActionHead", "input_dim": feature_dim, "action_dim": 3, "chunk_size": 4, "state_dim": 4,
+            "hidden_dim": 32},
+    }
+
+
 @pytest.fixture
 def vla_plugin_manager() -> Iterator[Any]:
     """A pluggy manager with vla's hookspecs and no autoloaded plugins."""
@@ -171,3 +198,9 @@ def register_component() -> Iterator[Callable[[str, str, Any], None]]:
 def tiny_batch() -> Callable[..., dict[str, Any]]:
     """make_tiny_batch: call it with the sizes your model needs."""
     return make_tiny_batch
+
+
+@pytest.fixture(name="tiny_vla_spec")
+def tiny_vla_spec_fixture() -> Callable[..., dict[str, Any]]:
+    """tiny_vla_spec(head=...): a small LlavaVLA spec around a head."""
+    return tiny_vla_spec

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+
 import typer
 
 _NO_KIND = typer.Option(None, "--kind", "-k", help="Only this kind, e.g. heads, vlas, vlm_backbones.")

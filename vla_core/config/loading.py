@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 import runpy
 import sys
 from collections.abc import Iterable, MutableMapping
@@ -19,6 +20,21 @@ else:  # pragma: no cover
 
 from vla_core.config.run import RUN_KEYS
 from vla_core.errors import ConfigError
+
+
+class _YAMLLoader(yaml.SafeLoader):
+    """SafeLoader that reads `3e-4` as a float (YAML 1.2), not as the string YAML 1.1 makes it."""
+
+
+_YAMLLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:\d[\d_]*)?(?:\.\d*)?[eE][-+]?\d+$|^[-+]?(?:\d[\d_]*)?\.\d+$|^[-+]?\d[\d_]*\.\d*$"),
+    list("-+0123456789."),
+)
+
+
+def parse_yaml_value(text: str) -> Any:
+    return yaml.load(text, Loader=_YAMLLoader)  # a SafeLoader subclass: no arbitrary objects
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:
@@ -61,7 +77,7 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
 
 def _parse_yaml(text: str, path: Path) -> Any:
     try:
-        return yaml.safe_load(text)
+        return parse_yaml_value(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
@@ -76,7 +92,9 @@ def _read_python_config(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: executing the Python config failed: {type(exc).__name__}: {exc}.") from None
     data = {key: namespace[key] for key in RUN_KEYS if key in namespace}
     if not data:
-        raise ConfigError(f"{path}: defines none of {', '.join(RUN_KEYS)}; a Python config assigns e.g. model = dict(...).")
+        raise ConfigError(
+            f"{path}: defines none of {', '.join(RUN_KEYS)}; a Python config assigns e.g. model = dict(...)."
+        )
     return data
 
 
@@ -89,7 +107,7 @@ def apply_overrides(config: dict[str, Any], overrides: Iterable[str]) -> dict[st
         if not sep or not key.strip():
             raise ConfigError(f"override '{override}' is not of the form key.path=value, e.g. train.steps=100.")
         try:
-            value = yaml.safe_load(raw_value) if raw_value.strip() else ""
+            value = parse_yaml_value(raw_value) if raw_value.strip() else ""
         except yaml.YAMLError:
             value = raw_value
         _set_path(result, key.strip().split("."), value, override)

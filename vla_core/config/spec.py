@@ -11,7 +11,7 @@ from __future__ import annotations
 import inspect
 import typing
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
@@ -123,7 +123,7 @@ def _type_hints(func: Any) -> dict[str, Any]:
         return hints
 
 
-@lru_cache(maxsize=None)
+@cache
 def component_parameters(cls: Any) -> tuple[ParameterInfo, ...]:
     """The configurable parameters of a component class (or factory function)."""
     params: dict[str, ParameterInfo] = {}
@@ -148,7 +148,7 @@ def accepts_extra_keys(cls: Any) -> bool:
     return _has_var_keyword(_init_of(_forwarding_chain(cls)[-1]))
 
 
-@lru_cache(maxsize=None)
+@cache
 def spec_model(cls: Any) -> type[BaseModel]:
     """A pydantic model of the component's parameters (without the `type` key)."""
     fields: dict[str, Any] = {}

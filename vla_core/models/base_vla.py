@@ -68,7 +68,8 @@ class BaseVLA(nn.Module):
             llm_backbone: a language-model spec that reads projected image tokens and text.
             projector: maps backbone features to the width the next part expects.
             vla_head: the action head spec (group vla.heads).
-            processor: how raw observations become this VLA's inputs (group vla.processors); built by the data pipeline, not here.
+            processor: how raw observations become this VLA's inputs (group vla.processors); built by the
+                data pipeline, not here.
             freeze_vlm_backbone: keep the VLM backbone's weights fixed during training.
             freeze_vision_backbone: keep the vision encoder's weights fixed.
             freeze_llm_backbone: keep the language model's weights fixed.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
 from typing import Any
 
@@ -25,10 +26,8 @@ def build_component(kind: str, spec: Mapping[str, Any] | nn.Module, path: str | 
     cls = registry.load(kind, resolved["type"])
     kwargs = {k: v for k, v in resolved.items() if k != "type"}
     component = cls(**kwargs)
-    try:
+    with contextlib.suppress(AttributeError):  # objects with __slots__ cannot carry it
         component.component_spec = resolved
-    except AttributeError:  # objects with __slots__
-        pass
     return component
 
 

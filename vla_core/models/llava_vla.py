@@ -46,7 +46,8 @@ class LlavaVLA(BaseVLA):
     @staticmethod
     def _check_width(path: str, configured: int, actual: int) -> None:
         if configured != actual:
-            raise ConfigError(f"is {configured}, but the features it receives are {actual} wide; set it to {actual}.", path)
+            message = f"is {configured}, but the features it receives are {actual} wide; set it to {actual}."
+            raise ConfigError(message, path)
 
     def encode(
         self, images: torch.Tensor, lang_tokens: torch.Tensor, lang_masks: torch.Tensor, img_masks: torch.Tensor

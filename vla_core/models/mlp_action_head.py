@@ -63,7 +63,9 @@ class MLPActionHead(nn.Module):
         layers.append(nn.Linear(width, chunk_size * action_dim))
         self.mlp = nn.Sequential(*layers)
 
-    def _predict(self, input_features: torch.Tensor, states: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    def _predict(
+        self, input_features: torch.Tensor, states: torch.Tensor, attention_mask: torch.Tensor
+    ) -> torch.Tensor:
         pool = masked_mean if self.pooling == "mean" else last_valid
         x = pool(input_features, attention_mask.bool())
         if self.state_dim:

@@ -118,7 +118,8 @@ def weight_files(directory: str | Path) -> list[Path]:
         try:
             weight_map = json.loads(index.read_text())["weight_map"]
         except (json.JSONDecodeError, KeyError) as exc:
-            raise CheckpointError(f"{index} is not a valid safetensors index ({exc}); re-save the checkpoint.") from None
+            message = f"{index} is not a valid safetensors index ({exc}); re-save the checkpoint."
+            raise CheckpointError(message) from None
         return [directory / name for name in sorted(set(weight_map.values()))]
     single = directory / WEIGHTS_NAME
     if single.is_file():
@@ -203,10 +204,8 @@ def load_into(
     """
     ours = module.state_dict()
     theirs, ignored = map_checkpoint_keys(checkpoint, name_mapping)
-    if name_mapping:
-        ours_scope = {k: v for k, v in ours.items() if any(_under(k, p) for p in name_mapping)}
-    else:
-        ours_scope = ours
+    # With a mapping, only our parts under a mapped prefix are expected from this checkpoint.
+    ours_scope = [k for k in ours if not name_mapping or any(_under(k, p) for p in name_mapping)]
     report = LoadReport(ignored=ignored)
     to_load = {}
     for key, tensor in theirs.items():

@@ -1,0 +1,1 @@
+"""Test fixture: entries that fail to import (see pyproject.toml)."""
