@@ -28,3 +28,21 @@ def run_vla():
         )
 
     return run
+
+
+@pytest.fixture
+def vla_main(capsys):
+    """Run the `vla` CLI in this process -> (exit code, stdout, stderr); faster than a subprocess."""
+    from vla_core.cli import main
+
+    def run(*args: str) -> tuple[int, str, str]:
+        capsys.readouterr()
+        try:
+            main(list(args))
+            code = 0
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run

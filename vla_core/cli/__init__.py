@@ -52,7 +52,14 @@ def _root(
         os.environ["VLA_DEBUG"] = "1"
 
 
+_commands_added = False
+
+
 def _setup() -> None:
+    global _commands_added
+    if _commands_added:
+        return
+    _commands_added = True
     for name in COMMAND_MODULES:
         import_module(f"vla_core.cli.{name}").register(app)
     from vla_core.plugin_manager import get_plugin_manager

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import inspect
 from typing import Any
 
@@ -26,16 +27,14 @@ def describe_component(name: str, kind: str | None = None) -> list[dict[str, Any
     if kind is not None:
         entries = [e for e in entries if e.kind == kind]
     if not entries:
-        bare = name.split(":")[-1]
-        kinds = [kind] if kind else list(registry.KINDS)
-        messages = []
-        for k in kinds:
-            try:
-                registry.resolve(k, bare)
-            except ComponentNotFoundError as exc:
-                messages.append(str(exc))
-        hint = min(messages, key=len) if messages else ""
-        raise ComponentNotFoundError(f"No component named '{name}' is installed. {hint}".strip())
+        every = registry.list_components(kind)
+        close = difflib.get_close_matches(name.split(":")[-1], sorted({e.name for e in every}), n=3, cutoff=0.6)
+        hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+        provider = registry.KNOWN_PROVIDERS.get(name)
+        install = f" It is provided by the package '{provider}': pip install {provider}." if provider else ""
+        raise ComponentNotFoundError(
+            f"No component named '{name}' is installed.{hint}{install} Run `vla list-components` to see what is."
+        )
     infos = []
     for entry in entries:
         cls = registry.load_entry(entry)

@@ -33,6 +33,9 @@ class LoraConfig(BaseModel):
     target_modules: list[str] | str = Field(
         "all-linear", description="Module names to adapt, or 'all-linear' for every linear layer."
     )
+    modules_to_save: list[str] | None = Field(
+        None, description="Modules trained in full next to the adapters (e.g. [vla_head]); saved in the adapter."
+    )
 
 
 class TrainConfig(BaseModel):
