@@ -39,3 +39,7 @@ class CheckpointError(VLAError):
 
 class DataError(VLAError):
     """A dataset is missing, malformed, or does not match the config."""
+
+
+class EnvError(VLAError):
+    """A simulator env cannot run: an unknown task, missing system libraries, a policy that does not fit it."""
