@@ -21,6 +21,9 @@ COMMAND_MODULES: tuple[str, ...] = (
     "components",
     "config_cmd",
     "build",
+    "train",
+    "predict",
+    "export",
 )
 
 app = typer.Typer(

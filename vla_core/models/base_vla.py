@@ -141,13 +141,19 @@ class BaseVLA(nn.Module):
             )
         return spec
 
-    def write_pretrained(self, directory: str | Path, extra_config: dict[str, Any] | None = None) -> None:
+    def write_pretrained(
+        self,
+        directory: str | Path,
+        extra_config: dict[str, Any] | None = None,
+        state_dict: dict[str, torch.Tensor] | None = None,
+    ) -> None:
         """Write config.json and the weights into an existing directory (not atomic;
-        `save_pretrained` and the trainer wrap it in an atomic directory)."""
+        `save_pretrained` and the trainer wrap it in an atomic directory). `state_dict`
+        replaces `self.state_dict()`, e.g. the full weights gathered from FSDP shards."""
         directory = Path(directory)
         config = {"format": "vla", "format_version": FORMAT_VERSION, "model": self.spec, **(extra_config or {})}
         (directory / CONFIG_NAME).write_text(json.dumps(config, indent=2, default=str))
-        save_state_dict(self.state_dict(), directory)
+        save_state_dict(self.state_dict() if state_dict is None else state_dict, directory)
 
     def save_pretrained(self, directory: str | Path, extra_config: dict[str, Any] | None = None) -> Path:
         """Save config and safetensors weights atomically; loads back with `from_pretrained`."""

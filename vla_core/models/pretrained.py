@@ -56,6 +56,10 @@ def load_pretrained(path: str | Path, *, use_inference_model: bool = True, stric
     spec = config.get("inference_model") if use_inference_model and config.get("inference_model") else config["model"]
     vla = build_vla(without_pretrained_paths(spec))
     vla.load_report = load_into(vla, load_state_dict(path), strict=strict, source=str(path))
+    if (path / "adapter").is_dir():  # trained with LoRA: the weights are the base, merge the adapter
+        from vla_core.engine.lora import merge_adapter
+
+        vla = merge_adapter(vla, path / "adapter")
     vla.checkpoint_dir = path
     vla.checkpoint_config = config
     return vla.eval()

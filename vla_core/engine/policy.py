@@ -1,0 +1,89 @@
+"""`Policy`: a trained checkpoint as a robot controller, observation -> actions in robot units.
+
+    policy = Policy.from_pretrained("runs/so100/checkpoints/step-2000")
+    actions = policy.act({"images": {"observation.images.top": frame}, "state": q, "task": "pick the cube"})
+    # actions: np.ndarray (T, action_dim) in the units of the dataset's action features
+
+The same processor that prepared the training batches (saved in the checkpoint) prepares
+the observation, and its `unnormalize_actions` turns the VLA's normalised output back
+into robot units. `predict`, `serve` and `eval` go through this class.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from vla_core.errors import CheckpointError
+
+TRAINING_ONLY_KEYS = ("actions", "action_masks")
+
+
+def load_processor(vla: nn.Module, checkpoint: str | Path) -> Any:
+    """The processor saved in `checkpoint`, as the class the VLA's spec names."""
+    from vla_core import registry
+
+    spec = getattr(vla, "processor_spec", None)
+    if not spec:
+        raise CheckpointError(
+            f"the model in '{checkpoint}' names no processor (model.processor), so raw observations cannot be "
+            "prepared for it; pass model inputs to vla.predict_action directly."
+        )
+    return registry.load("processors", spec["type"]).from_pretrained(checkpoint)
+
+
+class Policy:
+    """A VLA and its processor.
+
+    Args:
+        vla: the model (eval mode).
+        processor: raw observation -> model inputs; un-normalises actions.
+        device: where the model runs.
+    """
+
+    def __init__(self, vla: nn.Module, processor: Any, device: str | torch.device = "cpu") -> None:
+        self.device = torch.device(device)
+        self.vla = vla.to(self.device).eval()
+        self.processor = processor
+
+    @classmethod
+    def from_pretrained(
+        cls, checkpoint: str | Path, device: str | torch.device = "cpu", use_inference_model: bool = True
+    ) -> Policy:
+        """Load a checkpoint written by `vla train` (or `vla export`) with its processor."""
+        from vla_core.models.pretrained import load_pretrained
+
+        vla = load_pretrained(checkpoint, use_inference_model=use_inference_model)
+        return cls(vla, load_processor(vla, checkpoint), device)
+
+    def model_inputs(self, observations: list[dict[str, Any]]) -> dict[str, Any]:
+        """Raw observations -> a batch of model inputs on the device (no action targets)."""
+        samples = []
+        for observation in observations:
+            raw = {k: v for k, v in observation.items() if k not in ("actions", "action_is_pad")}
+            samples.append(self.processor(raw))
+        batch = self.processor.collate(samples)
+        return {
+            k: v.to(self.device) if isinstance(v, torch.Tensor) else v
+            for k, v in batch.items()
+            if k not in TRAINING_ONLY_KEYS
+        }
+
+    @torch.no_grad()
+    def act_batch(self, observations: list[dict[str, Any]], noise: torch.Tensor | None = None) -> np.ndarray:
+        """Observations -> (B, T, action_dim) actions in robot units. `noise` (B, T, A)
+        makes generative heads reproducible."""
+        inputs = self.model_inputs(observations)
+        if noise is not None:
+            inputs["noise"] = noise.to(self.device)
+        normalised = self.vla.predict_action(**inputs)
+        return np.asarray(self.processor.unnormalize_actions(normalised.float().cpu()))
+
+    def act(self, observation: dict[str, Any], noise: torch.Tensor | None = None) -> np.ndarray:
+        """One observation ({"images": {camera: uint8 (H, W, 3)}, "state": (state_dim,),
+        "task": str}) -> (T, action_dim) actions in robot units; `noise` is (T, A)."""
+        return self.act_batch([observation], None if noise is None else noise.unsqueeze(0))[0]

@@ -1,0 +1,44 @@
+"""Full (unsharded) model and optimizer state dicts, from and into sharded or plain models.
+
+`torch.distributed.checkpoint.state_dict` gathers FSDP2's DTensor shards into full
+tensors on rank 0 (CPU) and scatters full tensors back into this rank's shards; on a
+plain single-process model the same calls return and load ordinary state dicts. Keys
+are parameter names, so a checkpoint does not depend on the number of processes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+from torch.distributed.checkpoint.state_dict import (
+    StateDictOptions,
+    get_model_state_dict,
+    get_optimizer_state_dict,
+    set_optimizer_state_dict,
+)
+
+from vla_core.engine.distributed import DistributedContext
+
+_GATHER = StateDictOptions(full_state_dict=True, cpu_offload=True)
+
+
+def full_model_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The whole model's tensors on CPU; complete on rank 0, empty on the other ranks.
+    A collective: every rank must call it."""
+    return get_model_state_dict(model, options=_GATHER)
+
+
+def full_optimizer_state(model: nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+    """The optimizer state keyed by parameter name, unsharded, on rank 0 (a collective)."""
+    return get_optimizer_state_dict(model, optimizer, options=_GATHER)
+
+
+def load_full_optimizer_state(
+    model: nn.Module, optimizer: torch.optim.Optimizer, state: dict[str, Any], context: DistributedContext
+) -> None:
+    """Load a full optimizer state (read by rank 0; other ranks pass {} and receive their
+    shards by broadcast) into a model that may be sharded."""
+    options = StateDictOptions(full_state_dict=True, broadcast_from_rank0=context.is_distributed)
+    set_optimizer_state_dict(model, optimizer, optim_state_dict=state, options=options)

@@ -1,0 +1,342 @@
+"""`Trainer`: the training loop of `vla train`.
+
+One process by default; under torchrun every rank runs the same loop on its slice of
+each global batch, with the model sharded by FSDP2. Per optimizer step: forward and
+backward on `grad_accum_steps` micro-batches (bf16 autocast when asked), a check that
+the loss is finite on every rank, gradient clipping over the (sharded) gradients,
+AdamW and the lr schedule; then metrics and, every `save_every` steps and at the end, an
+atomic checkpoint.
+
+    trainer = Trainer(load_config("configs/tiny_llava.yaml"), resume="auto")
+    result = trainer.fit()
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from vla_core.config.run import RunConfig
+from vla_core.engine.checkpoint import (
+    OPTIMIZER_NAME,
+    SCHEDULER_NAME,
+    STATE_DIR,
+    CheckpointDirectory,
+    TrainerState,
+    capture_rng_state,
+    load_pt,
+    read_trainer_state,
+    restore_rng_state,
+    rng_file,
+    write_trainer_state,
+)
+from vla_core.engine.data_loading import build_dataloader
+from vla_core.engine.distributed import DistributedContext, init_distributed, on_main, shutdown_distributed
+from vla_core.engine.errors import TrainingDivergedError
+from vla_core.engine.lora import ADAPTER_DIR, adapter_state_dict, split_state_dict, write_adapter
+from vla_core.engine.metrics import JsonlMetrics, ProgressDisplay
+from vla_core.engine.optim import build_optimizer, build_scheduler
+from vla_core.engine.sampler import GlobalBatchSampler
+from vla_core.engine.setup import (
+    build_dataset,
+    build_model,
+    build_processor,
+    check_resume_compatible,
+    seed_training_rng,
+)
+from vla_core.engine.state_dicts import full_model_state, full_optimizer_state, load_full_optimizer_state
+
+
+@dataclass
+class TrainResult:
+    """What a finished run left behind."""
+
+    output_dir: Path
+    step: int
+    last_checkpoint: Path | None
+    last_metrics: dict[str, Any] = field(default_factory=dict)
+
+
+class Trainer:
+    """Trains `config.model` on `config.data` as `config.train` says.
+
+    Args:
+        config: a validated run config (`vla_core.load_config`).
+        resume: None (start fresh), "auto" (the latest complete checkpoint in
+            `<output_dir>/checkpoints`, or fresh if there is none) or a checkpoint path.
+        callbacks: objects with any of `on_train_start(trainer)`, `on_step_end(trainer,
+            step, metrics)`, `on_checkpoint(trainer, step, path)`, `on_train_end(trainer)`;
+            added to those from the `vla_train_callbacks` hook.
+        sinks: objects with `log(step, metrics)` (and optionally `close()`), added to those
+            from the `vla_metric_sinks` hook; used on rank 0 only.
+        console: a rich Console for progress (default: stderr).
+        plugin_manager: the pluggy manager to ask for hooks (default: the installed plugins).
+    """
+
+    def __init__(
+        self,
+        config: RunConfig,
+        resume: str | Path | None = None,
+        callbacks: list[Any] | None = None,
+        sinks: list[Any] | None = None,
+        console: Any = None,
+        plugin_manager: Any = None,
+    ) -> None:
+        self.config = config
+        self.train_config = config.train
+        self.resume = None if resume is None else str(resume)
+        self.output_dir = Path(config.output_dir)
+        self.checkpoints = CheckpointDirectory(self.output_dir)
+        self.console = console
+        self._extra_callbacks, self._extra_sinks = list(callbacks or []), list(sinks or [])
+        self._plugin_manager = plugin_manager
+        self.step = 0
+        self.last_checkpoint: Path | None = None
+
+    # ---- setup ---------------------------------------------------------------------------
+    def setup(self) -> None:
+        """Join the process group and build data, model, processor, optimizer; restore a
+        checkpoint when resuming. `fit` calls it; call it yourself to inspect the parts."""
+        train = self.train_config
+        self.context: DistributedContext = init_distributed()
+        on_main(self.context, self.checkpoints.remove_temporaries)
+        self.resumed_from = self.checkpoints.resolve_resume(self.resume)
+        state = read_trainer_state(self.resumed_from) if self.resumed_from else None
+        if self.resumed_from is not None:
+            check_resume_compatible(self.config, self.resumed_from)
+        self.dataset = build_dataset(self.config)
+        self.vla, self.model, self._lora_key_map = build_model(self.config, self.context, self.resumed_from)
+        self.processor = build_processor(self.vla, self.dataset, self.resumed_from, self.context, self.output_dir)
+        self.optimizer = build_optimizer(self.model, train)
+        self.scheduler = build_scheduler(self.optimizer, train)
+        self.step = state.step if state else 0
+        if self.resumed_from is not None:
+            self._restore_training_state(self.resumed_from, state)
+        else:
+            seed_training_rng(train.seed, self.context.rank)
+        self.sampler = GlobalBatchSampler(
+            num_samples=len(self.dataset),
+            batch_size=train.batch_size,
+            grad_accum_steps=train.grad_accum_steps,
+            world_size=self.context.world_size,
+            rank=self.context.rank,
+            seed=train.seed,
+            start_step=self.step,
+            end_step=max(train.steps, self.step),
+        )
+        self.dataloader = build_dataloader(
+            self.dataset,
+            self.processor,
+            self.sampler,
+            seed=train.seed,
+            num_workers=train.num_workers,
+            pin_memory=self.context.device.type == "cuda",
+        )
+        self.callbacks = self._collect("vla_train_callbacks") + self._extra_callbacks
+        self.sinks = (self._collect("vla_metric_sinks") + self._extra_sinks) if self.context.is_main else []
+
+    def _collect(self, hook_name: str) -> list[Any]:
+        from vla_core.plugin_manager import get_plugin_manager
+
+        manager = self._plugin_manager or get_plugin_manager()
+        results = getattr(manager.hook, hook_name)(config=self.config)
+        return [item for result in results if result for item in result]
+
+    def _restore_training_state(self, checkpoint: Path, state: TrainerState) -> None:
+        state_dir = checkpoint / STATE_DIR
+        optimizer_state = load_pt(state_dir / OPTIMIZER_NAME) if self.context.is_main else {}
+        load_full_optimizer_state(self.model, self.optimizer, optimizer_state, self.context)
+        self.scheduler.load_state_dict(load_pt(state_dir / SCHEDULER_NAME))
+        rng_path = state_dir / rng_file(self.context.rank)
+        if state.world_size == self.context.world_size and rng_path.is_file():
+            restore_rng_state(load_pt(rng_path))
+        else:  # resumed on a different number of processes: fresh, but seeded, randomness
+            seed_training_rng(self.train_config.seed + self.step, self.context.rank)
+
+    # ---- the loop --------------------------------------------------------------------------
+    def fit(self) -> TrainResult:
+        """Run from the current step to `train.steps`; returns where things are."""
+        self.setup()
+        try:
+            return self._fit()
+        finally:
+            shutdown_distributed(self.context)
+
+    def _fit(self) -> TrainResult:
+        train = self.train_config
+        main = self.context.is_main
+        metrics_file = JsonlMetrics(self.output_dir, self.step if self.resumed_from else None) if main else None
+        progress = ProgressDisplay(train.steps, self.step, train.log_every, self.console) if main else None
+        if progress is not None and self.resumed_from is not None:
+            progress.print(f"resumed from {self.resumed_from} at step {self.step}")
+        self._call("on_train_start", self)
+        metrics: dict[str, Any] = {}
+        batches = iter(self.dataloader)
+        self.model.train()
+        try:
+            while self.step < train.steps:
+                metrics = self._train_step(batches)
+                self.step += 1
+                if main:
+                    metrics_file.log(self.step, metrics)
+                    for sink in self.sinks:
+                        sink.log(self.step, dict(metrics))
+                    progress.update(self.step, metrics)
+                self._call("on_step_end", self, self.step, metrics)
+                if self.step % train.save_every == 0 or self.step == train.steps:
+                    self.save_checkpoint()
+        finally:
+            if main:
+                progress.close()
+                metrics_file.close()
+                for sink in self.sinks:
+                    close = getattr(sink, "close", None)
+                    if callable(close):
+                        close()
+        self._call("on_train_end", self)
+        return TrainResult(self.output_dir, self.step, self.last_checkpoint, metrics)
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if self.train_config.precision == "bf16":
+            return torch.autocast(device_type=self.context.device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def _train_step(self, batches: Iterator[dict[str, Any]]) -> dict[str, Any]:
+        """One optimizer step over `grad_accum_steps` micro-batches -> its metrics."""
+        train, context = self.train_config, self.context
+        started = time.perf_counter()
+        lr = self.scheduler.get_last_lr()[0]
+        loss_sum = torch.zeros((), dtype=torch.float64)
+        bad_micro_steps: list[int] = []
+        accum = train.grad_accum_steps
+        for micro_step in range(accum):
+            batch = _to_device(next(batches), context.device)
+            if context.is_distributed:  # reduce-scatter gradients once, after the last micro-batch
+                self.model.set_requires_gradient_sync(micro_step == accum - 1)
+            with self._autocast():
+                loss = self.model(**batch)["loss"]
+            if not bool(torch.isfinite(loss.detach())):
+                bad_micro_steps.append(micro_step)
+            (loss / accum).backward()
+            loss_sum += loss.detach().double().cpu()
+        totals = context.all_reduce_sum(torch.stack([loss_sum, torch.tensor(float(len(bad_micro_steps)))]).double())
+        if totals[1] > 0:
+            self._diverged("the loss", bad_micro_steps)
+        grad_norm = self._clip_gradients()
+        if not math.isfinite(grad_norm):
+            self._diverged("the gradient norm", list(range(accum)))
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        elapsed = time.perf_counter() - started
+        samples_seen = (self.step + 1) * train.batch_size
+        return {
+            "loss": float(totals[0]) / (accum * context.world_size),
+            "lr": lr,
+            "grad_norm": grad_norm,
+            "samples_per_s": train.batch_size / elapsed,
+            "step_time_s": elapsed,
+            "epoch": samples_seen / (self.sampler.steps_per_epoch * train.batch_size),
+            "samples_seen": samples_seen,
+        }
+
+    def _clip_gradients(self) -> float:
+        """Clip the global gradient norm (over every rank's shards) and return it."""
+        params = [p for p in self.model.parameters() if p.grad is not None]
+        if not params:
+            return 0.0
+        max_norm = self.train_config.max_grad_norm
+        norm = torch.nn.utils.clip_grad_norm_(params, max_norm if max_norm is not None else math.inf)
+        if hasattr(norm, "full_tensor"):  # a DTensor under FSDP2: the norm is replicated
+            norm = norm.full_tensor()
+        return float(norm)
+
+    def _diverged(self, what: str, bad_micro_steps: list[int]) -> None:
+        """Stop the run: name the step, the samples and episodes of the bad micro-batches,
+        and the last good checkpoint (nothing more is saved)."""
+        step = self.step + 1
+        mine = [index for m in bad_micro_steps for _, index in self.sampler.keys(self.step, m)]
+        indices = sorted({i for rank_indices in self.context.all_gather_object(mine) for i in rank_indices})
+        samples = [(i, _episode_of(self.dataset, i)) for i in indices[:32]]
+        episodes = sorted({e for _, e in samples if e is not None})
+        last = self.checkpoints.latest()
+        keep = f"The last good checkpoint is '{last}' (resume with --resume auto)." if last else "No checkpoint exists."
+        message = (
+            f"{what} became NaN or infinite at step {step}; the run stopped without saving. The batch held dataset "
+            f"indices {[i for i, _ in samples]}" + (f" from episodes {episodes}" if episodes else "") + f". {keep} "
+            "Check those samples for NaN/inf values, lower train.lr, set train.max_grad_norm, or train in fp32."
+        )
+        raise TrainingDivergedError(message, step, samples)
+
+    def _call(self, method: str, *args: Any) -> None:
+        for callback in self.callbacks:
+            fn = getattr(callback, method, None)
+            if callable(fn):
+                fn(*args)
+
+    # ---- checkpoints -----------------------------------------------------------------------
+    def save_checkpoint(self) -> Path:
+        """Write `checkpoints/step-<step>/` atomically (a collective: every rank calls it),
+        then delete checkpoints beyond `keep_last`."""
+        train = self.train_config
+        model_state = full_model_state(self.model)
+        optimizer_state = full_optimizer_state(self.model, self.optimizer)
+        rng_states = self.context.all_gather_object(capture_rng_state())
+        state = TrainerState(
+            step=self.step,
+            epoch=self.sampler.epoch_of(self.step),
+            samples_seen=self.step * train.batch_size,
+            world_size=self.context.world_size,
+            batch_size=train.batch_size,
+            seed=train.seed,
+        )
+        target = self.checkpoints.path(self.step)
+
+        def write() -> None:
+            from vla_core.atomic import atomic_directory
+
+            with atomic_directory(target) as tmp:
+                self._write_model(tmp, model_state)
+                self.processor.save_pretrained(tmp)
+                write_trainer_state(tmp, state, optimizer_state, self.scheduler.state_dict(), rng_states)
+            self.checkpoints.prune(train.keep_last)
+
+        on_main(self.context, write)
+        self.last_checkpoint = target
+        self._call("on_checkpoint", self, self.step, target)
+        return target
+
+    def _write_model(self, directory: Path, model_state: dict[str, torch.Tensor]) -> None:
+        extra = {
+            "inference_model": self.config.inference_model,
+            "data": self.config.data,
+            "train": self.train_config.model_dump(mode="json"),
+            "output_dir": str(self.config.output_dir),
+            "training_step": self.step,
+        }
+        if self._lora_key_map is not None:
+            base_state = split_state_dict(model_state, self._lora_key_map)
+            write_adapter(directory / ADAPTER_DIR, self.model, adapter_state_dict(self.model, model_state))
+        else:
+            base_state = model_state
+        self.vla.write_pretrained(directory, extra_config=extra, state_dict=base_state)
+
+
+def _to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
+    return {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+
+
+def _episode_of(dataset: Any, index: int) -> int | None:
+    try:
+        episode = dataset[index].get("episode_index")
+    except Exception:  # naming the episode is best effort: the loss error is what matters
+        return None
+    return None if episode is None else int(episode)
+
