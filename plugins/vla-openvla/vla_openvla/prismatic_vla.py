@@ -1,0 +1,131 @@
+"""What OpenVLA and OpenVLA-OFT share: Prismatic's vision -> projector -> LLaMA layout.
+
+Parameter names are those of the Hugging Face `OpenVLAForActionPrediction`:
+`vision_backbone.featurizer.*`, `vision_backbone.fused_featurizer.*`, `projector.fc1.*`,
+`language_model.model.*`, `language_model.lm_head.weight`. Projected image patches (and
+OFT's proprio token) are inserted right after the first (BOS) token of the prompt.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from vla_core.errors import ConfigError, VLAError
+from vla_core.models import BaseVLA
+from vla_openvla.language_model import build_language_model, text_config_with_defaults
+
+
+def pack_valid_first(values: torch.Tensor, valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Move each row's valid entries to the front, keeping their order.
+
+    values (B, L, ...) any dtype; valid (B, L) bool -> (values, valid) reordered the same way.
+    Used to append targets/placeholders right after each prompt's last valid token.
+    """
+    order = torch.argsort((~valid).to(torch.uint8), dim=1, stable=True)
+    index = order.view(*order.shape, *([1] * (values.ndim - 2))).expand_as(values)
+    return values.gather(1, index), valid.gather(1, order)
+
+
+class PrismaticVLA(BaseVLA):
+    """Base of OpenVLA and OpenVLA-OFT (not a component itself: it has no training objective).
+
+    Args:
+        text_config: transformers config of the language model, over OpenVLA-7B's LLaMA-2 (vocab 32064);
+            e.g. {hidden_size: 64, num_hidden_layers: 2, ...}.
+        attn_implementation: transformers attention kernel of the language model ("sdpa" or "eager").
+    """
+
+    def __init__(
+        self, text_config: dict[str, Any] | None = None, attn_implementation: str = "sdpa", **kwargs: Any
+    ) -> None:
+        super().__init__(**kwargs)
+        missing = [name for name in ("vision_backbone", "projector") if getattr(self, name) is None]
+        if missing:
+            raise ConfigError(
+                f"{type(self).__name__} needs {' and '.join(missing)}: e.g. vision_backbone "
+                "{type: PrismaticVisionBackbone} and projector "
+                "{type: PrismaticProjector, in_dim: 2176, out_dim: 4096}.",
+                "model",
+            )
+        if self.vlm_backbone is not None or self.llm_backbone is not None:
+            raise ConfigError(
+                f"{type(self).__name__} builds its own LLaMA language model from text_config; remove "
+                "vlm_backbone / llm_backbone from the config.",
+                "model",
+            )
+        self.text_config = text_config_with_defaults(text_config)
+        self.language_model = build_language_model(self.text_config, attn_implementation)
+        self.hidden_size: int = self.language_model.config.hidden_size
+        if self.projector.in_dim != self.vision_backbone.embed_dim:
+            width = self.vision_backbone.embed_dim
+            raise ConfigError(f"is {self.projector.in_dim}, but the vision features are {width} wide; "
+                              f"set it to {width}.", "model.projector.in_dim")
+        if self.projector.out_dim != self.hidden_size:
+            raise ConfigError(f"is {self.projector.out_dim}, but the language model is {self.hidden_size} wide; "
+                              f"set it to {self.hidden_size}.", "model.projector.out_dim")
+
+    @property
+    def vocab_size(self) -> int:
+        """Rows of the (padded) embedding table."""
+        return self.language_model.config.vocab_size
+
+    def embed_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
+        """tokens (B, L) long -> (B, L, hidden_size)."""
+        return self.language_model.get_input_embeddings()(tokens)
+
+    def encode_images(self, images: torch.Tensor, img_masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """images (B, N_cam, C, H, W), img_masks (B, N_cam) -> projected patches (B, N_cam*P, hidden)
+        and their mask (B, N_cam*P); cameras are concatenated along the sequence as in OFT."""
+        if images.ndim != 5:
+            raise VLAError(f"images must be (B, N_cam, C, H, W), got shape {tuple(images.shape)}; "
+                           "batch the processor's output or add the camera dim with images[:, None].")
+        batch, n_cam = images.shape[:2]
+        patches = self.projector(self.vision_backbone(images.flatten(0, 1)))  # (B*N_cam, P, hidden)
+        n_patch = patches.shape[1]
+        patch_mask = img_masks.bool().repeat_interleave(n_patch, dim=1)
+        return patches.reshape(batch, n_cam * n_patch, -1), patch_mask
+
+    @staticmethod
+    def insert_after_bos(
+        token_embeds: torch.Tensor, token_mask: torch.Tensor, inserted: torch.Tensor, inserted_mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """[tok_0, inserted..., tok_1, ...]: Prismatic puts image patches after <BOS>.
+
+        token_embeds (B, L, D), token_mask (B, L), inserted (B, K, D), inserted_mask (B, K)
+        -> embeds (B, K + L, D), mask (B, K + L).
+        """
+        embeds = torch.cat([token_embeds[:, :1], inserted.to(token_embeds.dtype), token_embeds[:, 1:]], dim=1)
+        mask = torch.cat([token_mask[:, :1], inserted_mask, token_mask[:, 1:]], dim=1)
+        return embeds, mask
+
+    def last_hidden_state(
+        self,
+        inputs_embeds: torch.Tensor,
+        attention_mask: torch.Tensor,
+        position_ids: torch.Tensor | None = None,
+        **kwargs: Any,
+    ) -> torch.Tensor:
+        """The decoder's final (normed) hidden states (B, S, hidden), without the LM head."""
+        out = self.language_model.model(
+            inputs_embeds=inputs_embeds, attention_mask=attention_mask, position_ids=position_ids, **kwargs
+        )
+        return out.last_hidden_state
+
+    @staticmethod
+    def check_lang_tokens(lang_tokens: torch.Tensor, lang_masks: torch.Tensor) -> None:
+        if lang_tokens.ndim != 2 or lang_tokens.shape != lang_masks.shape:
+            raise VLAError(f"lang_tokens {tuple(lang_tokens.shape)} and lang_masks {tuple(lang_masks.shape)} must "
+                           "both be (B, L); check the processor's tokenizer output.")
+        if not bool(lang_masks[:, 0].all()):
+            raise VLAError("every prompt must start with a valid <BOS> token (lang_masks[:, 0] all True): OpenVLA "
+                           "inserts the image after it. Right-pad the prompts and tokenize with the BOS token.")
+
+    @staticmethod
+    def to_model_inputs(model: nn.Module, *tensors: torch.Tensor) -> list[torch.Tensor]:
+        """Float tensors cast to the model's dtype and device; others moved to its device."""
+        param = next(model.parameters())
+        return [t.to(device=param.device, dtype=param.dtype) if t.is_floating_point() else t.to(param.device)
+                for t in tensors]
