@@ -10,6 +10,9 @@ subprocess tests run), never through entry points.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -203,3 +206,43 @@ def run_config(output_dir: str | Path, data: dict[str, Any] | None = None, **tra
         "train": settings,
         "output_dir": str(output_dir),
     }
+
+
+HERE = Path(__file__).resolve().parent
+TRAIN_SCRIPT = HERE / "train_script.py"
+
+
+def train(raw_config: dict[str, Any], resume: str | None = None, **kwargs: Any) -> tuple[Any, Any]:
+    """Validate `raw_config` and train it in this process -> (Trainer, TrainResult)."""
+    from vla_core.config.run import validate_run_config
+    from vla_core.engine.trainer import Trainer
+    from vla_core.plugin_manager import new_plugin_manager
+
+    kwargs.setdefault("plugin_manager", new_plugin_manager())
+    trainer = Trainer(validate_run_config(raw_config), resume=resume, **kwargs)
+    return trainer, trainer.fit()
+
+
+def script_env() -> dict[str, str]:
+    """Environment for training subprocesses: one thread each, these fixtures importable."""
+    path = os.pathsep.join(p for p in (str(HERE), os.environ.get("PYTHONPATH", "")) if p)
+    return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": path}
+
+
+def script_command(config_path: Path, *options: str, nproc: int = 1) -> list[str]:
+    """`python train_script.py CONFIG ...`, under torchrun when nproc > 1."""
+    if nproc > 1:
+        launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"]
+        return [*launcher, str(TRAIN_SCRIPT), str(config_path), *options]
+    return [sys.executable, str(TRAIN_SCRIPT), str(config_path), *options]
+
+
+def run_script(command: list[str], timeout: int = 300) -> subprocess.CompletedProcess:
+    result = subprocess.run(command, capture_output=True, text=True, env=script_env(), timeout=timeout)
+    assert result.returncode == 0, f"{command} failed:\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}"
+    return result
+
+
+def write_config(path: Path, raw_config: dict[str, Any]) -> Path:
+    path.write_text(json.dumps(raw_config))
+    return path

@@ -35,7 +35,10 @@ def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
             no_decay.append(param)
         else:
             decay.append(param)
-    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    groups = [
+        {"params": decay, "weight_decay": weight_decay, "decay": True},
+        {"params": no_decay, "weight_decay": 0.0, "decay": False},
+    ]
     return [g for g in groups if g["params"]]
 
 
@@ -73,3 +76,19 @@ def build_scheduler(optimizer: torch.optim.Optimizer, train: TrainConfig) -> tor
     """A LambdaLR stepped once per optimizer step. The factor is a plain function, so the
     saved state holds only the step count and a resumed run follows its current config."""
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(train))
+
+
+def follow_config(
+    optimizer: torch.optim.Optimizer, scheduler: torch.optim.lr_scheduler.LambdaLR, train: TrainConfig
+) -> None:
+    """After restoring a checkpoint, let the current config set the hyperparameters (lr and
+    schedule, e.g. more `steps`; betas, eps, weight decay); the step count and AdamW's
+    moments stay as saved. With an unchanged config this changes nothing."""
+    factor = lr_factor(train)
+    scheduler.base_lrs = [train.lr] * len(optimizer.param_groups)
+    for group in optimizer.param_groups:
+        group["initial_lr"] = train.lr
+        group["lr"] = train.lr * factor(scheduler.last_epoch)  # the expression LambdaLR uses
+        group["betas"], group["eps"] = tuple(train.betas), train.eps
+        group["weight_decay"] = train.weight_decay if group.get("decay", True) else 0.0
+    scheduler._last_lr = [group["lr"] for group in optimizer.param_groups]  # what get_last_lr() returns

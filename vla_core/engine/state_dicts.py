@@ -39,6 +39,10 @@ def load_full_optimizer_state(
     model: nn.Module, optimizer: torch.optim.Optimizer, state: dict[str, Any], context: DistributedContext
 ) -> None:
     """Load a full optimizer state (read by rank 0; other ranks pass {} and receive their
-    shards by broadcast) into a model that may be sharded."""
-    options = StateDictOptions(full_state_dict=True, broadcast_from_rank0=context.is_distributed)
+    shards by broadcast) into a model that may be sharded.
+
+    Not strict: a parameter that never received a gradient (e.g. an unused pooling head)
+    has no AdamW state, and then it has none after loading either, exactly as before.
+    """
+    options = StateDictOptions(full_state_dict=True, broadcast_from_rank0=context.is_distributed, strict=False)
     set_optimizer_state_dict(model, optimizer, optim_state_dict=state, options=options)

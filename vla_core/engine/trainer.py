@@ -42,7 +42,7 @@ from vla_core.engine.distributed import DistributedContext, init_distributed, on
 from vla_core.engine.errors import TrainingDivergedError
 from vla_core.engine.lora import ADAPTER_DIR, adapter_state_dict, split_state_dict, write_adapter
 from vla_core.engine.metrics import JsonlMetrics, ProgressDisplay
-from vla_core.engine.optim import build_optimizer, build_scheduler
+from vla_core.engine.optim import build_optimizer, build_scheduler, follow_config
 from vla_core.engine.sampler import GlobalBatchSampler
 from vla_core.engine.setup import (
     build_dataset,
@@ -154,6 +154,7 @@ class Trainer:
         optimizer_state = load_pt(state_dir / OPTIMIZER_NAME) if self.context.is_main else {}
         load_full_optimizer_state(self.model, self.optimizer, optimizer_state, self.context)
         self.scheduler.load_state_dict(load_pt(state_dir / SCHEDULER_NAME))
+        follow_config(self.optimizer, self.scheduler, self.train_config)
         rng_path = state_dir / rng_file(self.context.rank)
         if state.world_size == self.context.world_size and rng_path.is_file():
             restore_rng_state(load_pt(rng_path))
