@@ -9,10 +9,12 @@ subprocess tests run), never through entry points.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -167,10 +169,27 @@ class SyntheticProcessor:
         return (actions[..., : len(mean)] * (std + 1e-8) + mean).astype(np.float32)
 
 
+SYNTHETIC_COMPONENTS = (("datasets", "SyntheticRobotDataset", SyntheticRobotDataset),
+                        ("processors", "SyntheticProcessor", SyntheticProcessor))
+
+
 def register_synthetic(register: Any) -> None:
     """Register the dataset and processor with `register(kind, name, cls)`."""
-    register("datasets", "SyntheticRobotDataset", SyntheticRobotDataset)
-    register("processors", "SyntheticProcessor", SyntheticProcessor)
+    for kind, name, cls in SYNTHETIC_COMPONENTS:
+        register(kind, name, cls)
+
+
+@contextlib.contextmanager
+def synthetic_registered() -> Iterator[None]:
+    """The synthetic components registered in this process while the block runs."""
+    from vla_core import registry
+
+    register_synthetic(registry.register)
+    try:
+        yield
+    finally:
+        for kind, name, _ in SYNTHETIC_COMPONENTS:
+            registry.unregister(kind, name)
 
 
 def tiny_model_spec(llm_layers: int = 2, hidden: int = 32) -> dict[str, Any]:

@@ -72,7 +72,9 @@ def predict_cmd(
     import torch
 
     from vla_core.engine.policy import Policy
+    from vla_core.models.pretrained import read_checkpoint_config
 
+    read_checkpoint_config(checkpoint)  # a wrong path fails before anything is read
     if dataset is not None:
         observation = observation_from_dataset(checkpoint, dataset, index)
         if instruction is not None:

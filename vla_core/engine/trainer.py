@@ -215,7 +215,7 @@ class Trainer:
         started = time.perf_counter()
         lr = self.scheduler.get_last_lr()[0]
         loss_sum = torch.zeros((), dtype=torch.float64)
-        bad_micro_steps: list[int] = []
+        bad_batches: dict[int, dict[str, Any]] = {}  # micro-step -> batch, when its loss is not finite
         accum = train.grad_accum_steps
         for micro_step in range(accum):
             batch = _to_device(next(batches), context.device)
@@ -224,15 +224,15 @@ class Trainer:
             with self._autocast():
                 loss = self.model(**batch)["loss"]
             if not bool(torch.isfinite(loss.detach())):
-                bad_micro_steps.append(micro_step)
+                bad_batches[micro_step] = batch
             (loss / accum).backward()
             loss_sum += loss.detach().double().cpu()
-        totals = context.all_reduce_sum(torch.stack([loss_sum, torch.tensor(float(len(bad_micro_steps)))]).double())
+        totals = context.all_reduce_sum(torch.stack([loss_sum, torch.tensor(float(len(bad_batches)))]).double())
         if totals[1] > 0:
-            self._diverged("the loss", bad_micro_steps)
+            self._diverged("the loss", bad_batches)
         grad_norm = self._clip_gradients()
         if not math.isfinite(grad_norm):
-            self._diverged("the gradient norm", list(range(accum)))
+            self._diverged("the gradient norm", {m: {} for m in range(accum)})
         self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
@@ -259,21 +259,32 @@ class Trainer:
             norm = norm.full_tensor()
         return float(norm)
 
-    def _diverged(self, what: str, bad_micro_steps: list[int]) -> None:
-        """Stop the run: name the step, the samples and episodes of the bad micro-batches,
-        and the last good checkpoint (nothing more is saved)."""
+    def _diverged(self, what: str, bad_batches: dict[int, dict[str, Any]]) -> None:
+        """Stop the run (every rank): name the step, the samples of the offending
+        micro-batches and their episodes, the samples whose inputs hold NaN/inf, and the
+        last good checkpoint. Nothing more is saved."""
         step = self.step + 1
-        mine = [index for m in bad_micro_steps for _, index in self.sampler.keys(self.step, m)]
-        indices = sorted({i for rank_indices in self.context.all_gather_object(mine) for i in rank_indices})
+        batch_indices, poisoned = [], []
+        for micro_step, batch in bad_batches.items():
+            keys = [index for _, index in self.sampler.keys(self.step, micro_step)]
+            batch_indices += keys
+            for name, rows in _non_finite_rows(batch).items():
+                poisoned += [(keys[row], name) for row in rows]
+        gathered = self.context.all_gather_object((batch_indices, poisoned))
+        indices = sorted({i for rank_indices, _ in gathered for i in rank_indices})
+        bad_inputs = sorted({item for _, rank_poisoned in gathered for item in rank_poisoned})
         samples = [(i, _episode_of(self.dataset, i)) for i in indices[:32]]
         episodes = sorted({e for _, e in samples if e is not None})
+        message = f"{what} became NaN or infinite at step {step}; the run stopped without saving. "
+        message += f"The batch held dataset indices {indices[:32]}"
+        message += f" from episodes {episodes}. " if episodes else ". "
+        if bad_inputs:
+            described = [f"index {i} (episode {_episode_of(self.dataset, i)}) has NaN/inf in '{key}'"
+                         for i, key in bad_inputs[:8]]
+            message += f"Bad inputs: {', '.join(described)}. "
         last = self.checkpoints.latest()
-        keep = f"The last good checkpoint is '{last}' (resume with --resume auto)." if last else "No checkpoint exists."
-        message = (
-            f"{what} became NaN or infinite at step {step}; the run stopped without saving. The batch held dataset "
-            f"indices {[i for i, _ in samples]}" + (f" from episodes {episodes}" if episodes else "") + f". {keep} "
-            "Check those samples for NaN/inf values, lower train.lr, set train.max_grad_norm, or train in fp32."
-        )
+        message += f"The last good checkpoint is '{last}' (resume with --resume auto). " if last else ""
+        message += "Fix or drop those samples, lower train.lr, set train.max_grad_norm, or train in fp32."
         raise TrainingDivergedError(message, step, samples)
 
     def _call(self, method: str, *args: Any) -> None:
@@ -332,6 +343,17 @@ class Trainer:
 
 def _to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
     return {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+
+
+def _non_finite_rows(batch: dict[str, Any]) -> dict[str, list[int]]:
+    """{batch key: rows with a NaN/inf} over the floating-point tensors of a batch."""
+    rows = {}
+    for key, value in batch.items():
+        if isinstance(value, torch.Tensor) and value.is_floating_point() and value.ndim >= 1:
+            bad = ~torch.isfinite(value.detach().reshape(value.shape[0], -1)).all(dim=1)
+            if bad.any():
+                rows[key] = bad.nonzero().flatten().tolist()
+    return rows
 
 
 def _episode_of(dataset: Any, index: int) -> int | None:
