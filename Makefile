@@ -10,7 +10,7 @@ PLUGIN_PROJECTS := $(sort $(wildcard plugins/*/pyproject.toml tests/plugins/*/py
 EDITABLES := -e . $(foreach p,$(PLUGIN_PROJECTS),-e $(dir $(p)))
 PYTEST_ARGS ?=
 
-.PHONY: install test lint demo clean
+.PHONY: install gl-libs test lint demo clean
 
 $(STAMP): pyproject.toml constraints.txt $(PLUGIN_PROJECTS)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,7 +19,14 @@ $(STAMP): pyproject.toml constraints.txt $(PLUGIN_PROJECTS)
 	$(PIP) install -q -c constraints.txt --no-build-isolation $(EDITABLES) pytest pytest-xdist ruff
 	touch $(STAMP)
 
-install: $(STAMP)
+install: gl-libs $(STAMP)
+
+# Offscreen OpenGL for vla-metaworld (Mesa's EGL + software rasteriser); apt-get runs only when missing.
+gl-libs:
+	@ldconfig -p | grep -q 'libEGL_mesa.so' && ls /usr/lib/*/dri/swrast_dri.so /usr/lib/dri/swrast_dri.so 2>/dev/null | grep -q . \
+	  || { command -v apt-get >/dev/null || { echo "Install Mesa's EGL (Debian/Ubuntu: libegl1 libgl1-mesa-dri) for rendering"; exit 1; }; \
+	       SUDO=$$(test "$$(id -u)" -eq 0 || echo sudo); \
+	       $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq libegl1 libgl1-mesa-dri; }
 
 lint: install
 	$(BIN)/ruff check .
