@@ -103,8 +103,10 @@ def reference_featurizers(vla_state: dict[str, torch.Tensor], prefix: str = "vis
 
 
 def reference_patches(vits: list[Any], images: torch.Tensor) -> torch.Tensor:
-    """(B, 3, H, W) -> timm `get_intermediate_layers(n={depth - 2})` of each ViT, concatenated on channels."""
-    outs = [vit.get_intermediate_layers(images, n={len(vit.blocks) - 2})[0] for vit in vits]
+    """(B, 3, H, W) or channel-stacked (B, 6, H, W) (split [3, 3] as in PrismaticVisionBackbone.forward)
+    -> timm `get_intermediate_layers(n={depth - 2})` of each ViT, concatenated on channels."""
+    views = torch.split(images, [3, 3], dim=1) if images.shape[1] == 6 else [images] * len(vits)
+    outs = [vit.get_intermediate_layers(x, n={len(vit.blocks) - 2})[0] for vit, x in zip(vits, views, strict=True)]
     return torch.cat(outs, dim=2)
 
 

@@ -41,6 +41,21 @@ def test_channel_stacked_input_feeds_each_featurizer_its_own_copy(fused, ref):
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
 
 
+def test_timm_normalization_reproduces_openvlas_per_encoder_preprocessing(ref):
+    """OpenVLA's processor normalises one [0, 1] image twice: ImageNet stats for DINOv2, 0.5/0.5 for SigLIP."""
+    backbone = build_component("vision_backbones", ref.vision_spec(image_normalization="timm")).eval()
+    pixels = torch.rand(2, 3, 28, 28)
+    imagenet_mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+    imagenet_std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    vits = ref.reference_featurizers(backbone.state_dict(), prefix="")
+    with torch.no_grad():
+        got = backbone((pixels - 0.5) / 0.5)  # what VLAProcessor(image_mean=0.5, image_std=0.5) gives
+        expected = torch.cat([vits[0].get_intermediate_layers((pixels - imagenet_mean) / imagenet_std, n={1})[0],
+                              vits[1].get_intermediate_layers((pixels - 0.5) / 0.5, n={1})[0]], dim=2)
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
+    assert not any("_scale" in key or "_shift" in key for key in backbone.state_dict())
+
+
 def test_layer_scale_is_stored_as_scale_factor_like_openvla(fused):
     keys = list(fused.state_dict())
     assert "featurizer.blocks.0.ls1.scale_factor" in keys and "featurizer.blocks.2.ls2.scale_factor" in keys

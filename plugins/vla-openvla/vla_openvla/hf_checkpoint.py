@@ -94,6 +94,9 @@ def openvla_spec(directory: Path, config: dict[str, Any]) -> dict[str, Any]:
         "timm_model_ids": ids[:count],
         "image_sizes": list(config.get("image_sizes") or [224] * count)[:count],
         "timm_override_act_layers": list(config.get("timm_override_act_layers") or [None] * count)[:count],
+        # vla's processor gives one normalised 3-channel image; re-normalise it per encoder as
+        # OpenVLA's processor does (6-channel stacked inputs are still taken as they are).
+        "image_normalization": "timm",
     }
     if config.get("vla_timm_overrides"):
         vision["timm_overrides"] = list(config["vla_timm_overrides"])[:count]

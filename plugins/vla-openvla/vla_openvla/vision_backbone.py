@@ -11,7 +11,7 @@ parameters so the released checkpoints load key for key.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -60,8 +60,11 @@ class PrismaticVisionBackbone(nn.Module):
 
     With two featurizers the input may hold two channel-stacked copies of the image,
     (B, 6, H, W), each normalised for its own encoder (the reference processor's
-    output: DINOv2's ImageNet statistics first, SigLIP's 0.5/0.5 second); a (B, 3, H, W)
-    input is fed to both.
+    output: DINOv2's ImageNet statistics first, SigLIP's 0.5/0.5 second). A (B, 3, H, W)
+    input goes to every featurizer: as given, or, with `image_normalization: timm`,
+    re-normalised per featurizer from `input_mean`/`input_std` (what the processor
+    applied) to the featurizer's own timm statistics, which reproduces OpenVLA's
+    preprocessing from one normalised image.
 
     Args:
         timm_model_ids: one or two timm ViT names; the first is `featurizer`, the second `fused_featurizer`.
@@ -69,6 +72,10 @@ class PrismaticVisionBackbone(nn.Module):
         timm_override_act_layers: activation override per featurizer ("quick_gelu" for CLIP); null keeps timm's.
         timm_overrides: extra timm.create_model keyword arguments per featurizer, e.g. embed_dim, depth,
             num_heads, patch_size for a small model.
+        image_normalization: "as_given" feeds 3-channel images unchanged to every featurizer; "timm"
+            re-normalises them to each featurizer's timm mean/std (ImageNet for DINOv2, 0.5 for SigLIP).
+        input_mean: per-channel mean the processor subtracted (used with image_normalization: timm).
+        input_std: per-channel std the processor divided by (used with image_normalization: timm).
     """
 
     def __init__(
@@ -77,6 +84,9 @@ class PrismaticVisionBackbone(nn.Module):
         image_sizes: tuple[int, ...] = (224, 224),
         timm_override_act_layers: tuple[str | None, ...] | None = None,
         timm_overrides: tuple[dict[str, Any], ...] | None = None,
+        image_normalization: Literal["as_given", "timm"] = "as_given",
+        input_mean: tuple[float, float, float] = (0.5, 0.5, 0.5),
+        input_std: tuple[float, float, float] = (0.5, 0.5, 0.5),
     ) -> None:
         super().__init__()
         count = len(timm_model_ids)
@@ -103,6 +113,17 @@ class PrismaticVisionBackbone(nn.Module):
                     "patch sizes that give the same grid.",
                     "image_sizes",
                 )
+        self.image_normalization = image_normalization
+        # x_featurizer = x * scale + shift maps the processor's normalisation to the featurizer's
+        # (non-persistent buffers: not part of the checkpoint layout).
+        for index, vit in enumerate(self.featurizers):
+            cfg = getattr(vit, "pretrained_cfg", None) or {}
+            mean = torch.tensor(cfg.get("mean", (0.5, 0.5, 0.5)), dtype=torch.float32)
+            std = torch.tensor(cfg.get("std", (0.5, 0.5, 0.5)), dtype=torch.float32)
+            scale = torch.tensor(input_std, dtype=torch.float32) / std
+            shift = (torch.tensor(input_mean, dtype=torch.float32) - mean) / std
+            self.register_buffer(f"_scale{index}", scale.view(1, 3, 1, 1), persistent=False)
+            self.register_buffer(f"_shift{index}", shift.view(1, 3, 1, 1), persistent=False)
 
     @property
     def featurizers(self) -> list[nn.Module]:
@@ -128,7 +149,13 @@ class PrismaticVisionBackbone(nn.Module):
                    else "")
                 + ". Check the processor's image output."
             )
-        inputs = images.split(3, dim=1) if channels > 3 else [images] * len(featurizers)
+        if channels > 3:
+            inputs = list(images.split(3, dim=1))
+        elif self.image_normalization == "timm":
+            inputs = [images * getattr(self, f"_scale{i}") + getattr(self, f"_shift{i}")
+                      for i in range(len(featurizers))]
+        else:
+            inputs = [images] * len(featurizers)
         dtype = self.featurizer.patch_embed.proj.weight.dtype
         patches = [penultimate_patch_features(vit, x.to(dtype)) for vit, x in zip(featurizers, inputs, strict=True)]
         return torch.cat(patches, dim=2)

@@ -1,0 +1,162 @@
+"""Hugging Face OpenVLA / OpenVLA-OFT directories, written in the released layout from independently
+built reference modules, load through `vla_core.load_pretrained` and compute the reference outputs."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import save_file
+from vla_openvla import hooks
+from vla_openvla.hf_checkpoint import OFT_PLATFORM_CHUNK_SIZES, load_hf_openvla, oft_spec
+
+import vla_core
+from vla_core.errors import CheckpointError
+
+NORM_STATS = {"bridge_orig": {"action": {"q01": [-0.1] * 4, "q99": [0.1] * 4, "mask": [True] * 3 + [False]}}}
+IMAGENET_MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+IMAGENET_STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+
+
+def reference_state(ref, seed: int) -> dict[str, torch.Tensor]:
+    """Random weights in the layout of `OpenVLAForActionPrediction.state_dict()`, from timm and transformers."""
+    import timm
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    state: dict[str, torch.Tensor] = {}
+    for name, model_id, overrides in zip(("featurizer", "fused_featurizer"), ref.TIMM_IDS, ref.TIMM_OVERRIDES,
+                                         strict=True):
+        vit = timm.create_model(model_id, pretrained=False, num_classes=0, img_size=ref.IMAGE_SIZE, **overrides)
+        for key, value in vit.state_dict().items():
+            if key.endswith(".gamma"):  # ls_apply_patch: gamma -> scale_factor; random values to be visible
+                key, value = key.replace(".gamma", ".scale_factor"), torch.rand_like(value) + 0.5
+            state[f"vision_backbone.{name}.{key}"] = value
+    dims = [(4 * ref.VISION_DIM, ref.VISION_DIM), (64, 4 * ref.VISION_DIM), (64, 64)]
+    for index, (out_dim, in_dim) in enumerate(dims, start=1):
+        linear = torch.nn.Linear(in_dim, out_dim)
+        state[f"projector.fc{index}.weight"], state[f"projector.fc{index}.bias"] = linear.weight, linear.bias
+    llm = LlamaForCausalLM(LlamaConfig(**ref.TEXT_CONFIG, tie_word_embeddings=False))
+    state.update({f"language_model.{k}": v for k, v in llm.state_dict().items()})
+    return {k: v.detach().to(torch.bfloat16).contiguous() for k, v in state.items()}  # released weights are bf16
+
+
+def write_hf_checkpoint(ref, directory, state: dict[str, torch.Tensor]) -> None:
+    """config.json + two safetensors shards + index, as `save_pretrained` of the HF model writes them."""
+    directory.mkdir(parents=True)
+    config = {
+        "model_type": "openvla", "architectures": ["OpenVLAForActionPrediction"],
+        "vision_backbone_id": "dinosiglip-vit-so-224px", "use_fused_vision_backbone": True,
+        "timm_model_ids": ["vit_large_patch14_reg4_dinov2.lvd142m", "vit_so400m_patch14_siglip_224"],
+        "timm_override_act_layers": [None, None], "image_sizes": [ref.IMAGE_SIZE, ref.IMAGE_SIZE],
+        "text_config": {"model_type": "llama", "torch_dtype": "bfloat16", **ref.TEXT_CONFIG},
+        "pad_to_multiple_of": 64, "n_action_bins": 256, "norm_stats": NORM_STATS, "torch_dtype": "bfloat16",
+        "vla_timm_overrides": ref.TIMM_OVERRIDES,  # tiny random ViTs; absent in released configs
+    }
+    (directory / "config.json").write_text(json.dumps(config))
+    keys = sorted(state)
+    shards = {"model-00001-of-00002.safetensors": keys[: len(keys) // 2],
+              "model-00002-of-00002.safetensors": keys[len(keys) // 2 :]}
+    for name, names in shards.items():
+        save_file({k: state[k] for k in names}, str(directory / name), metadata={"format": "pt"})
+    index = {"metadata": {}, "weight_map": {k: name for name, names in shards.items() for k in names}}
+    (directory / "model.safetensors.index.json").write_text(json.dumps(index))
+
+
+@pytest.fixture(scope="module")
+def hf_openvla(ref, tmp_path_factory):
+    state = reference_state(ref, seed=21)
+    directory = tmp_path_factory.mktemp("hf") / "openvla-tiny"
+    write_hf_checkpoint(ref, directory, state)
+    return directory, {k: v.float() for k, v in state.items()}
+
+
+def test_openvla_directory_loads_and_decodes_like_the_reference(ref, hf_openvla):
+    directory, state = hf_openvla
+    vla = vla_core.load_pretrained(directory)
+    assert type(vla).__name__ == "OpenVLA" and vla.load_report.ok and not vla.training
+    assert vla.action_dim == 4 and vla.norm_stats == NORM_STATS
+    for key, value in state.items():
+        assert torch.equal(vla.state_dict()[key], value), key
+
+    batch = ref.prompt_batch([7], seed=22)
+    pixels = torch.rand(1, 3, ref.IMAGE_SIZE, ref.IMAGE_SIZE)
+    batch["images"] = ((pixels - 0.5) / 0.5)[:, None]  # vla's processor: image_mean = image_std = 0.5
+    got = vla.predict_action(**{k: batch[k] for k in ("images", "lang_tokens", "lang_masks", "img_masks", "states")})
+
+    # The reference: each encoder gets its own normalisation of the image (DINOv2 ImageNet, SigLIP 0.5).
+    llm = ref.reference_llama(state)
+    llm.generation_config.eos_token_id = None
+    vits = ref.reference_featurizers(state)
+    with torch.no_grad():
+        patches = torch.cat([vits[0].get_intermediate_layers((pixels - IMAGENET_MEAN) / IMAGENET_STD, n={1})[0],
+                             vits[1].get_intermediate_layers((pixels - 0.5) / 0.5, n={1})[0]], dim=2)
+        embeds = llm.get_input_embeddings()(batch["lang_tokens"])
+        embeds = torch.cat([embeds[:, :1], ref.reference_projector(state, patches), embeds[:, 1:]], dim=1)
+        generated = llm.generate(inputs_embeds=embeds, attention_mask=torch.ones(embeds.shape[:2], dtype=torch.long),
+                                 max_new_tokens=4, do_sample=False, pad_token_id=0)
+    torch.testing.assert_close(got[0, 0], ref.reference_decode(generated[0, -4:]), rtol=0, atol=0)
+
+
+def test_oft_directory_loads_head_and_proprio_files(ref, hf_openvla, tmp_path):
+    directory, state = hf_openvla
+    oft_dir = tmp_path / "oft"
+    oft_dir.mkdir()
+    for file in directory.iterdir():
+        (oft_dir / file.name).write_bytes(file.read_bytes())
+    torch.manual_seed(23)
+    d, a, h, p = 64, 3, 48, 5
+    head = {"module.model.layer_norm1.weight": torch.rand(d * a) + 0.5,
+            "module.model.layer_norm1.bias": torch.randn(d * a),
+            "module.model.fc1.weight": torch.randn(h, d * a) * 0.05, "module.model.fc1.bias": torch.randn(h),
+            "module.model.layer_norm2.weight": torch.rand(h) + 0.5, "module.model.layer_norm2.bias": torch.randn(h),
+            "module.model.fc2.weight": torch.randn(a, h) * 0.1, "module.model.fc2.bias": torch.randn(a)}
+    for block in range(2):
+        head.update({f"module.model.mlp_resnet_blocks.{block}.ffn.0.weight": torch.rand(h) + 0.5,
+                     f"module.model.mlp_resnet_blocks.{block}.ffn.0.bias": torch.randn(h),
+                     f"module.model.mlp_resnet_blocks.{block}.ffn.1.weight": torch.randn(h, h) * 0.1,
+                     f"module.model.mlp_resnet_blocks.{block}.ffn.1.bias": torch.randn(h)})
+    proprio = {"module.fc1.weight": torch.randn(d, p) * 0.3, "module.fc1.bias": torch.randn(d),
+               "module.fc2.weight": torch.randn(d, d) * 0.1, "module.fc2.bias": torch.randn(d)}
+    torch.save(head, oft_dir / "action_head--100_checkpoint.pt")
+    torch.save(proprio, oft_dir / "proprio_projector--100_checkpoint.pt")
+    statistics = {"libero_spatial_no_noops": {"action": {"q01": [0.0] * a}, "proprio": {"q01": [0.0] * p}}}
+    (oft_dir / "dataset_statistics.json").write_text(json.dumps(statistics))
+
+    with pytest.raises(CheckpointError, match="chunk_size=N"):  # (3, 5) is no OFT platform
+        vla_core.load_pretrained(oft_dir)
+    vla = load_hf_openvla(oft_dir, chunk_size=2)
+    assert type(vla).__name__ == "OpenVLAOFT" and vla.load_report.ok and vla.norm_stats == statistics
+
+    batch = ref.prompt_batch([6], seed=24, n_cam=2, state_dim=p)
+    batch["images"] = torch.cat([batch["images"], torch.randn_like(batch["images"])], dim=2)  # (1, 2, 6, H, W)
+    got = vla.predict_action(**{k: batch[k] for k in ("images", "lang_tokens", "lang_masks", "img_masks", "states")})
+    # The reference takes the DINOv2/SigLIP-normalised copies stacked on channels (6 channels).
+    full = {**state, **{f"proprio_projector.{k.removeprefix('module.')}": v for k, v in proprio.items()}}
+    hidden = ref.reference_oft_action_hidden(full, batch["images"], batch["lang_tokens"], batch["states"],
+                                             num_action_tokens=6, proprio_dim=p)
+    expected = ref.reference_l1_head(head, hidden, chunk_size=2, prefix="module.model.")
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_oft_platforms_set_the_chunk_size():
+    base = {"projector": {"out_dim": 16}}
+    for (action_dim, proprio_dim), chunk in OFT_PLATFORM_CHUNK_SIZES.items():
+        head = {"model.fc1.weight": torch.zeros(8, 16 * action_dim), "model.fc2.weight": torch.zeros(action_dim, 8)}
+        proprio = {"fc1.weight": torch.zeros(16, proprio_dim)}
+        spec = oft_spec(base, head, proprio, chunk_size=None)
+        assert spec["chunk_size"] == spec["vla_head"]["chunk_size"] == chunk
+    assert OFT_PLATFORM_CHUNK_SIZES[(7, 8)] == 8  # LIBERO
+
+
+def test_unsupported_variants_and_other_formats(hf_openvla, tmp_path):
+    assert hooks.vla_load_foreign_checkpoint(path=tmp_path, config={"model_type": "pi0"}) is None
+    directory, _ = hf_openvla
+    film = tmp_path / "film"
+    film.mkdir()
+    for file in directory.iterdir():
+        (film / file.name).write_bytes(file.read_bytes())
+    torch.save({}, film / "vision_backbone--100_checkpoint.pt")
+    with pytest.raises(CheckpointError, match="FiLM"):
+        vla_core.load_pretrained(film)
