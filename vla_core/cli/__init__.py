@@ -24,6 +24,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "train",
     "predict",
     "export",
+    "serve",
 )
 
 app = typer.Typer(

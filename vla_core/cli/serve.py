@@ -1,0 +1,39 @@
+"""`vla serve CHECKPOINT`: serve a trained policy to a robot over HTTP."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+
+def serve_cmd(
+    checkpoint: Path = typer.Argument(..., help="Checkpoint directory (from `vla train` or `vla export`)."),
+    host: str = typer.Option("127.0.0.1", help="Interface to bind; 0.0.0.0 exposes the server to the network."),
+    port: int = typer.Option(8000, help="TCP port (0 picks a free one)."),
+    device: str = typer.Option("cpu", help="Where the model runs: cpu, cuda, cuda:1, ..."),
+) -> None:
+    """Serve `Policy.act` at http://HOST:PORT/act (see vla_core.serving.client.PolicyClient)."""
+    from rich.console import Console
+
+    from vla_core.engine.policy import Policy
+    from vla_core.serving.metadata import policy_metadata
+    from vla_core.serving.server import PolicyServer
+
+    console = Console(stderr=True)
+    with console.status(f"loading {checkpoint}"):
+        policy = Policy.from_pretrained(checkpoint, device=device)
+    server = PolicyServer(policy, host=host, port=port, metadata=policy_metadata(policy, checkpoint))
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        console.print(f"[yellow]warning:[/] serving on {host}: anyone who can reach this port can drive the robot.")
+    console.print(f"serving {checkpoint} at {server.url}  (POST /act, GET /metadata; Ctrl-C stops)")
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        console.print("stopped")
+    finally:
+        server.server_close()
+
+
+def register(app: typer.Typer) -> None:
+    app.command("serve")(serve_cmd)
