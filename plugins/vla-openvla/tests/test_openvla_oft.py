@@ -58,6 +58,15 @@ def test_predict_action_equals_ofts_reference_forward(ref, tiny_oft):
                                    rtol=1e-4, atol=1e-4)
 
 
+def test_unpadded_fast_path_equals_the_masked_path(ref, tiny_oft, monkeypatch):
+    batch = observation(ref.prompt_batch([6, 6], seed=15))
+    with torch.no_grad():
+        fast = tiny_oft.action_hidden_states(**batch)  # SDPA with is_causal=False, no mask tensor
+        monkeypatch.setattr(tiny_oft, "_bidirectional_fast_path", lambda *args: None)
+        masked = tiny_oft.action_hidden_states(**batch)  # explicit all-valid 4D mask
+    torch.testing.assert_close(fast, masked, rtol=1e-5, atol=1e-5)
+
+
 def test_causal_prefix_keeps_the_prompt_causal(ref):
     torch.manual_seed(0)
     vla = vla_core.build_vla(ref.oft_spec(attention="causal_prefix")).eval()

@@ -186,20 +186,24 @@ class OpenVLA(PrismaticVLA):
         next_position = mask.long().sum(dim=1)  # (B,) the position of the first generated token
         last_valid = mask.long().cumsum(dim=1).argmax(dim=1)  # (B,) index of the last valid entry
         cache = DynamicCache(config=self.language_model.config) if use_cache else None
-        hidden = self.last_hidden_state(embeds, mask.long(), positions, past_key_values=cache, use_cache=use_cache)
+        # Without padding, no mask: transformers then uses SDPA's causal kernel, no mask tensor.
+        padded = not bool(mask.all())
+        hidden = self.last_hidden_state(embeds, mask.long() if padded else None, positions, past_key_values=cache,
+                                        use_cache=use_cache)
         next_token = self.language_model.lm_head(hidden[rows, last_valid]).argmax(dim=-1)
         generated = [next_token]
         for step in range(1, self.action_dim):
             new_embed = self.embed_tokens(next_token[:, None])
             new_position = (next_position + step - 1)[:, None]
             mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
+            step_mask = mask.long() if padded else None
             if use_cache:
-                hidden = self.last_hidden_state(new_embed, mask.long(), new_position, past_key_values=cache,
+                hidden = self.last_hidden_state(new_embed, step_mask, new_position, past_key_values=cache,
                                                 use_cache=True)
             else:
                 embeds = torch.cat([embeds, new_embed], dim=1)
                 positions = torch.cat([positions, new_position], dim=1)
-                hidden = self.last_hidden_state(embeds, mask.long(), positions)
+                hidden = self.last_hidden_state(embeds, step_mask, positions)
             next_token = self.language_model.lm_head(hidden[:, -1]).argmax(dim=-1)
             generated.append(next_token)
         return torch.stack(generated, dim=1)

@@ -96,6 +96,16 @@ class OpenVLAOFT(PrismaticVLA):
             allowed = allowed & (causal | among_actions)
         return additive_attention_mask(allowed, dtype)
 
+    def _bidirectional_fast_path(self, embeds: torch.Tensor, valid: torch.Tensor) -> torch.Tensor | None:
+        """Without padding, full attention needs no mask tensor: SDPA with `is_causal=False`, as
+        the reference's patched LLaMA runs. None when a mask is needed (padding, causal_prefix,
+        another attention kernel)."""
+        if self.attention != "bidirectional" or self.language_model.config._attn_implementation != "sdpa":
+            return None
+        if not bool(valid.all()):
+            return None
+        return self.last_hidden_state(embeds, None, is_causal=False)
+
     def action_hidden_states(
         self,
         images: torch.Tensor,
@@ -123,7 +133,9 @@ class OpenVLAOFT(PrismaticVLA):
         prefix, prefix_mask = self._prefix(images, img_masks, states)
         embeds, valid = self.insert_after_bos(embeds, valid, prefix, prefix_mask)
         is_action = torch.cat([is_action[:, :1], torch.zeros_like(prefix_mask), is_action[:, 1:]], dim=1)
-        hidden = self.last_hidden_state(embeds, self._attention_mask(valid, is_action, embeds.dtype))
+        hidden = self._bidirectional_fast_path(embeds, valid)
+        if hidden is None:
+            hidden = self.last_hidden_state(embeds, self._attention_mask(valid, is_action, embeds.dtype))
 
         # The hidden state one position before each action token, as in OFT's training and inference.
         first_action = is_action.long().argmax(dim=1)  # (B,)
