@@ -23,7 +23,6 @@ import time
 from collections.abc import Callable
 
 import torch
-
 from vla_eagle.eagle_backbone import EagleBackbone
 
 TINY = {
@@ -91,7 +90,8 @@ def groot_style(backbone: EagleBackbone, with_lm_head: bool) -> Callable[..., to
             out = eagle.language_model(inputs_embeds=embeds, attention_mask=lang_masks.long(),
                                        output_hidden_states=True)
             return out.hidden_states[-1]
-        return eagle.language_model.model(inputs_embeds=embeds, attention_mask=lang_masks.long()).last_hidden_state
+        out = eagle.language_model.model(inputs_embeds=embeds, attention_mask=lang_masks.long())
+        return out.last_hidden_state
 
     return run
 
