@@ -166,3 +166,24 @@ def test_built_from_a_spec_through_the_registry(tiny_kwargs) -> None:
     assert backbone.hidden_size == 24 and backbone.tokens_per_image == 16
     with pytest.raises(ConfigError, match="select_layr"):
         build_component("vlm_backbones", {**spec, "select_layr": 3})
+
+
+def test_activation_checkpointing_gives_the_same_gradients(make_backbone) -> None:
+    import copy
+
+    from vla_core.engine.activation_checkpointing import apply_activation_checkpointing
+
+    plain = make_backbone(project_to_dim=40).train()
+    checkpointed = copy.deepcopy(plain)
+    layer_types = {type(checkpointed.eagle_model.vision_model.vision_model.encoder.layers[0]),
+                   type(checkpointed.eagle_model.language_model.model.layers[0])}
+    assert apply_activation_checkpointing(checkpointed, layer_types) == 4  # 2 SigLIP + 2 Qwen3 layers
+    batch = batch_with_placeholders()
+    for model in (plain, checkpointed):
+        out = model(*batch)
+        out.features[out.mask].square().mean().backward()
+    grads = {k: p.grad for k, p in checkpointed.named_parameters() if p.grad is not None}
+    assert len(grads) == len([p for p in plain.parameters() if p.grad is not None]) > 0
+    for name, param in plain.named_parameters():
+        if param.grad is not None:
+            torch.testing.assert_close(grads[name], param.grad, rtol=1e-5, atol=1e-6)
