@@ -46,3 +46,29 @@ def flow_inputs() -> dict[str, torch.Tensor]:
         "noise": torch.randn(3, TINY_FLOW["traj_length"], TINY_FLOW["action_dim"], generator=g),
         "embodiment_id": torch.tensor([0, 2, 1]),
     }
+
+
+@pytest.fixture
+def vla_cli(capsys):
+    """Run the `vla` CLI in this process -> (exit code, stdout)."""
+    from vla_core.cli import main
+
+    def run(*args: str) -> tuple[int, str]:
+        capsys.readouterr()
+        try:
+            main(list(args))
+            code = 0
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        return code, capsys.readouterr().out
+
+    return run
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny models run fastest on one thread, and a shared CPU makes multi-thread sync slow."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

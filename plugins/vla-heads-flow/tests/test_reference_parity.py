@@ -220,6 +220,7 @@ def test_training_loss_matches_equations(tiny_flow, flow_inputs):
     t = torch.tensor([0.1, 0.5, 0.97], dtype=torch.float64)
     out = head(feats, states, mask, actions, action_masks, noise=noise, flow_time=t, embodiment_id=ids)
 
+    actions = actions * action_masks[..., None]  # ours: padded steps are zeroed before noising
     x_t = (1 - t[:, None, None]) * noise + t[:, None, None] * actions
     buckets = (t * 1000).long()
     v = head_velocity(head, p, feats, mask, states, x_t, buckets, ids, tiny_flow)

@@ -234,6 +234,10 @@ class FlowMatchingHead(nn.Module):
         features, mask, states_in, ids = self.prepare_inputs(input_features, states, attention_mask, kwargs)
         check_chunk(actions, self.traj_length, "actions")
         actions = pad_action_dim(actions.to(features.dtype), self.action_dim, self.ori_action_dim, "actions")
+        step_mask = action_masks[:, : self.traj_length].to(actions.dtype).unsqueeze(-1)  # (B, T, 1)
+        # Padded steps are still tokens that valid steps attend to; zero them so whatever a
+        # dataset put past the episode end cannot leak into the loss.
+        actions = actions * step_mask
         batch = actions.shape[0]
         features = self.process_backbone(features, mask)
         state_features = self.state_encoder(states_in, ids)
@@ -248,7 +252,6 @@ class FlowMatchingHead(nn.Module):
 
         width = self.out_action_dim
         pred, target = pred[..., :width], target[..., :width]
-        step_mask = action_masks[:, : self.traj_length].to(pred.dtype).unsqueeze(-1)
         squared = (pred - target) ** 2 * step_mask
         loss = squared.sum() / (step_mask.sum() * width).clamp(min=1.0)
         estimate = noisy[..., :width] + (1 - t3) * pred
