@@ -10,41 +10,8 @@ import pytest
 from vla_core.envs.policies import RandomPolicy
 from vla_core.envs.results import summarize, wilson_interval
 from vla_core.envs.rollout import run_episode
-from vla_core.envs.spec import CameraSpec, EnvSpec
 from vla_core.envs.video import write_video
 from vla_core.errors import EnvError
-
-
-class PointEnv:
-    """A point on a line that must reach +1; success only while it is there (not sticky)."""
-
-    can_skip_render = True
-
-    def __init__(self, max_steps: int = 20) -> None:
-        self.spec = EnvSpec(
-            cameras=(CameraSpec("cam", 8, 8),), state_names=("x",), action_names=("dx",),
-            action_low=(-1.0,), action_high=(1.0,), fps=10, max_steps=max_steps,
-        )
-        self.renders = 0
-
-    def tasks(self) -> list[str]:
-        return ["reach"]
-
-    def reset(self, task: str, seed: int) -> dict:
-        self.x, self.t = -1.0 + 0.1 * seed, 0
-        return self._obs(True)
-
-    def step(self, action, render: bool = True):
-        self.x += float(np.asarray(action)[0])
-        self.t += 1
-        return self._obs(render), abs(self.x - 1.0) < 1e-6, self.t >= self.spec.max_steps
-
-    def _obs(self, render: bool) -> dict:
-        obs = {"state": np.array([self.x], np.float32), "task": "reach"}
-        if render:
-            self.renders += 1
-            obs["cam"] = np.full((8, 8, 3), int(np.clip(128 + 50 * self.x, 0, 255)), np.uint8)
-        return obs
 
 
 class ChunkPolicy:
@@ -61,38 +28,38 @@ class ChunkPolicy:
         return np.full((self.horizon, 1), 0.5, np.float32)
 
 
-def test_executes_k_of_the_t_predicted_actions_and_renders_only_what_is_seen() -> None:
-    env, policy = PointEnv(), ChunkPolicy(horizon=4)
+def test_executes_k_of_the_t_predicted_actions_and_renders_only_what_is_seen(point_env: type) -> None:
+    env, policy = point_env(), ChunkPolicy(horizon=4)
     episode = run_episode(env, policy, "reach", seed=0, execute_steps=2)
     assert episode.success and episode.steps == 4 and episode.success_step == 4
     assert policy.queries == [-1.0, 0.0]  # asked again after 2 of 4 actions
     assert env.renders == 3  # the reset and each observation the policy was queried with
 
 
-def test_success_at_any_step_counts_even_if_it_is_lost() -> None:
-    env, policy = PointEnv(max_steps=6), ChunkPolicy(horizon=8)
+def test_success_at_any_step_counts_even_if_it_is_lost(point_env: type) -> None:
+    env, policy = point_env(max_steps=6), ChunkPolicy(horizon=8)
     episode = run_episode(env, policy, "reach", seed=0, stop_on_success=False, record=True)
     assert episode.success and episode.success_step == 4 and episode.steps == 6  # overshoots past +1
     assert len(episode.actions) == 6 and len(episode.observations) == 7
     assert all("cam" in obs for obs in episode.observations)
 
 
-def test_failure_runs_to_the_step_cap() -> None:
-    episode = run_episode(PointEnv(max_steps=5), RandomPolicy(PointEnv().spec, seed=0), "reach", seed=3)
+def test_failure_runs_to_the_step_cap(point_env: type) -> None:
+    episode = run_episode(point_env(max_steps=5), RandomPolicy(point_env().spec, seed=0), "reach", seed=3)
     assert not episode.success and episode.steps == 5 and episode.success_step is None
 
 
-def test_action_dim_mismatch_is_a_clear_error() -> None:
+def test_action_dim_mismatch_is_a_clear_error(point_env: type) -> None:
     class Wide(ChunkPolicy):
         def predict_chunk(self, observation: dict) -> np.ndarray:
             return np.zeros((4, 7), np.float32)
 
     with pytest.raises(EnvError, match="7-dim actions but this env takes 1-dim"):
-        run_episode(PointEnv(), Wide(4), "reach", seed=0)
+        run_episode(point_env(), Wide(4), "reach", seed=0)
 
 
-def test_random_policy_is_reproducible_per_episode() -> None:
-    spec = PointEnv().spec
+def test_random_policy_is_reproducible_per_episode(point_env: type) -> None:
+    spec = point_env().spec
     a, b = RandomPolicy(spec, seed=5), RandomPolicy(spec, seed=5)
     a.reset(), b.reset()
     first = [a.predict_chunk({}) for _ in range(3)]
@@ -107,8 +74,8 @@ def test_wilson_interval_matches_the_textbook_values() -> None:
     assert wilson_interval(20, 20) == pytest.approx((0.8389, 1.0), abs=1e-4)
 
 
-def test_summary_rows_per_task_and_mean() -> None:
-    env = PointEnv()
+def test_summary_rows_per_task_and_mean(point_env: type) -> None:
+    env = point_env()
     episodes = [run_episode(env, ChunkPolicy(4), "reach", seed=s) for s in (0, 1)]
     episodes += [run_episode(env, RandomPolicy(env.spec), "reach", seed=1, max_steps=3)]
     episodes[-1].task = "other"

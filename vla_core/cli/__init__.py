@@ -25,6 +25,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "predict",
     "export",
     "serve",
+    "data",
+    "eval",
 )
 
 app = typer.Typer(

@@ -8,6 +8,9 @@ prints the figure).
 
 from __future__ import annotations
 
+import atexit
+import weakref
+
 import numpy as np
 
 from vla_core.errors import EnvError
@@ -60,6 +63,9 @@ class FastCamera:
         self.camera_id = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_CAMERA, camera)
         self.upside_down = camera in UPSIDE_DOWN_CAMERAS
         self.size = size
+        # Free the GL context before MuJoCo's EGL display is terminated at exit (atexit runs
+        # last-registered first, and mujoco registered its handler when it was imported).
+        atexit.register(_close_ref, weakref.ref(self))
 
     def render(self, data: object) -> np.ndarray:
         """The camera's view of `data` (an MjData) -> uint8 (size, size, 3), upright."""
@@ -70,4 +76,12 @@ class FastCamera:
         return np.ascontiguousarray(image)
 
     def close(self) -> None:
-        self.renderer.close()
+        if self.renderer is not None:
+            self.renderer.close()
+            self.renderer = None
+
+
+def _close_ref(ref: weakref.ref) -> None:
+    camera = ref()
+    if camera is not None:
+        camera.close()

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import atexit
-import weakref
 from typing import Any
 
 import numpy as np
@@ -13,7 +11,7 @@ from vla_core.errors import EnvError
 from vla_metaworld.camera import FastCamera, check_camera
 from vla_metaworld.gl import configure_gl
 from vla_metaworld.layouts import LayoutBank
-from vla_metaworld.tasks import TASKS, canonical_task, instruction
+from vla_metaworld.tasks import TASKS, canonical_task, expand_tasks, instruction
 
 #: Proprio state: the end-effector position and how far the gripper is open, nothing about
 #: the objects, so a policy has to find them in the image.
@@ -63,8 +61,6 @@ class MetaWorldEnv:
         self._task: str | None = None
         self._raw: np.ndarray | None = None
         self._steps = 0
-        # Free GL contexts before MuJoCo's EGL display is torn down at exit.
-        atexit.register(_close_ref, weakref.ref(self))
 
     # ---- the env contract ------------------------------------------------------------
     def tasks(self) -> list[str]:
@@ -73,6 +69,10 @@ class MetaWorldEnv:
 
     def instruction(self, task: str) -> str:
         return instruction(task)
+
+    def expand_tasks(self, names: list[str]) -> list[str]:
+        """'drawer-close', 'drawer-close-v3' and groups ('mt10', 'demo') -> v3 task names."""
+        return expand_tasks(names)
 
     def reset(self, task: str, seed: int) -> dict[str, Any]:
         """Start `task` in the layout of `seed` (>= 0) -> the first raw observation."""
@@ -148,9 +148,3 @@ class MetaWorldEnv:
             self._sims[task] = sim
             self._cameras[task] = FastCamera(sim.model, self.camera, self.image_size)
         return self._sims[task]
-
-
-def _close_ref(ref: weakref.ref) -> None:
-    env = ref()
-    if env is not None:
-        env.close()
