@@ -30,3 +30,9 @@ def _few_threads():
     yield
     torch.set_num_threads(threads)
 
+
+
+@pytest.fixture(scope="session")
+def lerobot_root(tmp_path_factory):
+    """A small LeRobot v3.0 dataset written by LeRobotWriter (4 episodes x 8 frames)."""
+    return engine_fixtures.write_lerobot_dataset(tmp_path_factory.mktemp("lerobot") / "toy")

@@ -227,6 +227,47 @@ def run_config(output_dir: str | Path, data: dict[str, Any] | None = None, **tra
     }
 
 
+# ---- real LeRobot data (LeRobotWriter -> LeRobotDataset -> VLAProcessor) ------------------------
+LEROBOT_TASKS = ("pick the red block", "open the drawer", "push the green button")
+
+
+def write_lerobot_dataset(
+    root: Path, episodes: int = 4, length: int = 8, state_dim: int = 3, action_dim: int = 2, image_size: int = 16
+) -> Path:
+    """A LeRobot v3.0 dataset (one inline-PNG camera) written by our LeRobotWriter."""
+    from vla_core.data.lerobot_writer import LeRobotWriter
+
+    features = {
+        CAMERA: {"dtype": "image", "shape": [image_size, image_size, 3]},
+        "observation.state": {"dtype": "float32", "shape": [state_dim]},
+        "action": {"dtype": "float32", "shape": [action_dim]},
+    }
+    rng = np.random.default_rng(0)
+    writer = LeRobotWriter.create(root, fps=10, features=features, robot_type="toy_arm")
+    for episode in range(episodes):
+        state = rng.normal(size=state_dim)
+        for _ in range(length):
+            state = state + 0.3 * rng.normal(size=state_dim)
+            writer.add_frame({
+                CAMERA: rng.integers(0, 256, size=(image_size, image_size, 3), dtype=np.uint8),
+                "observation.state": state.astype(np.float32),
+                "action": (2 * rng.normal(size=action_dim) + 1).astype(np.float32),
+            }, task=LEROBOT_TASKS[episode % len(LEROBOT_TASKS)])
+        writer.save_episode()
+    writer.finalize()
+    return root
+
+
+def lerobot_run_config(output_dir: str | Path, root: str | Path, chunk_size: int = 4, **train: Any) -> dict[str, Any]:
+    """A raw run config: the tiny model with a VLAProcessor on a LeRobotDataset."""
+    config = run_config(output_dir, data={"type": "LeRobotDataset", "root": str(root), "chunk_size": chunk_size},
+                        **train)
+    config["model"]["vla_head"]["chunk_size"] = chunk_size
+    config["model"]["processor"] = {"type": "VLAProcessor", "image_size": 16, "max_lang_len": 6,
+                                    "max_state_dim": 4, "max_action_dim": 3, "chunk_size": chunk_size}
+    return config
+
+
 HERE = Path(__file__).resolve().parent
 TRAIN_SCRIPT = HERE / "train_script.py"
 

@@ -7,7 +7,7 @@ import errno
 
 import pytest
 import torch
-from engine_fixtures import run_config, train
+from engine_fixtures import lerobot_run_config, run_config, train
 
 from vla_core.engine.errors import TrainingDivergedError
 from vla_core.engine.sampler import GlobalBatchSampler
@@ -35,12 +35,12 @@ class FailWritesAfter:
         ("vla_core.models.weights", "save_file", errno.EACCES),  # permission denied on the weights
     ],
 )
-def test_failed_save_leaves_the_previous_checkpoint_valid(synthetic, tmp_path, monkeypatch, target, attribute, code):
+def test_failed_save_leaves_the_previous_checkpoint_valid(lerobot_root, tmp_path, monkeypatch, target, attribute, code):
     if isinstance(target, str):
         import importlib
 
         target = importlib.import_module(target)
-    config = run_config(tmp_path, steps=4, save_every=2)
+    config = lerobot_run_config(tmp_path, lerobot_root, steps=4, save_every=2)
     with pytest.raises(CheckpointError) as failure:
         train(config, callbacks=[FailWritesAfter(monkeypatch, target, attribute, code)])
     assert "step-4" in str(failure.value) and "nothing was changed" in str(failure.value)

@@ -6,21 +6,21 @@ import json
 
 import pytest
 import torch
-from engine_fixtures import run_config, run_script, script_command, train, write_config
+from engine_fixtures import lerobot_run_config, run_script, script_command, train, write_config
 
 from vla_core.engine.metrics import read_metrics
 from vla_core.models.weights import load_state_dict
 
-# Every chunk step is valid, so the masked-mean loss weighs all samples alike and the mean
-# of the two ranks' losses is exactly the loss of the whole global batch.
-DATA = {"type": "SyntheticRobotDataset", "pad_chunks": False}
+# Chunks of one action are never padded, so the masked-mean loss weighs all samples alike
+# and the mean of the two ranks' losses is exactly the loss of the whole global batch.
+CHUNK = 1
 
 
 @pytest.mark.slow
-def test_two_processes_match_one_and_hold_half_the_bytes(synthetic, tmp_path):
+def test_two_processes_match_one_and_hold_half_the_bytes(lerobot_root, tmp_path):
     settings = {"steps": 5, "batch_size": 4, "save_every": 5, "lr": 1e-3, "weight_decay": 0.01, "warmup_steps": 2}
-    single = run_config(tmp_path / "single", data=DATA, **settings)
-    sharded = run_config(tmp_path / "sharded", data=DATA, **settings)
+    single = lerobot_run_config(tmp_path / "single", lerobot_root, chunk_size=CHUNK, **settings)
+    sharded = lerobot_run_config(tmp_path / "sharded", lerobot_root, chunk_size=CHUNK, **settings)
     config_path = write_config(tmp_path / "sharded.json", sharded)
     run_script(script_command(config_path, "--shards", str(tmp_path / "shards"), nproc=2))
     train(single)

@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import json
 
-import engine_fixtures
 import pytest
 import torch
-from engine_fixtures import run_config, train
+from engine_fixtures import lerobot_run_config, train
 
 from vla_core.engine.export import export_checkpoint
 from vla_core.engine.lora import ADAPTER_DIR
@@ -20,25 +19,21 @@ from vla_core.models.weights import load_state_dict
 
 
 @pytest.fixture(scope="module")
-def synthetic():
-    """The synthetic components, registered for this module's tests (one training run)."""
-    with engine_fixtures.synthetic_registered():
-        yield engine_fixtures
-
-
-@pytest.fixture(scope="module")
-def lora_run(synthetic, tmp_path_factory):
-    config = run_config(tmp_path_factory.mktemp("lora") / "run", steps=3, save_every=3, lr=1e-2)
+def lora_run(lerobot_root, tmp_path_factory):
+    output_dir = tmp_path_factory.mktemp("lora") / "run"
+    config = lerobot_run_config(output_dir, lerobot_root, steps=3, save_every=3, lr=1e-2)
     config["train"]["lora"] = {"r": 4, "alpha": 8, "target_modules": "all-linear"}
     trainer, result = train(config)
     return config, trainer, result
 
 
-def _observation(synthetic):
-    return synthetic.SyntheticRobotDataset()[5]
+def _observation(root):
+    from vla_core.data.lerobot_dataset import LeRobotDataset
+
+    return LeRobotDataset(str(root), chunk_size=4)[5]
 
 
-def test_only_adapter_parameters_change(lora_run, synthetic):
+def test_only_adapter_parameters_change(lora_run):
     config, trainer, result = lora_run
     torch.manual_seed(config["train"]["seed"])
     initial = build_vla(config["model"]).state_dict()  # the trainer builds with the same seed
@@ -56,7 +51,7 @@ def test_only_adapter_parameters_change(lora_run, synthetic):
     assert any(p.detach().abs().sum() > 0 for p in lora_b)
 
 
-def test_saved_adapter_loads_with_peft_and_merged_export_acts_the_same(lora_run, synthetic, tmp_path):
+def test_saved_adapter_loads_with_peft_and_merged_export_acts_the_same(lora_run, lerobot_root, tmp_path):
     from peft import PeftModel
 
     config, _, result = lora_run
@@ -74,7 +69,7 @@ def test_saved_adapter_loads_with_peft_and_merged_export_acts_the_same(lora_run,
     merged = Policy.from_pretrained(exported)
     assert not any("lora" in n for n, _ in merged.vla.named_parameters())
 
-    observation = _observation(synthetic)
+    observation = _observation(lerobot_root)
     inputs = merged.model_inputs([observation])
     with torch.no_grad():
         adapter_actions = adapter_model.predict_action(**inputs)

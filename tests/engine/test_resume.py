@@ -9,15 +9,15 @@ import subprocess
 import time
 
 import torch
-from engine_fixtures import run_config, script_command, script_env, train, write_config
+from engine_fixtures import lerobot_run_config, script_command, script_env, train, write_config
 
 from vla_core.engine.checkpoint import STATE_DIR, load_pt
 from vla_core.engine.metrics import read_metrics
 from vla_core.models.weights import load_state_dict
 
 
-def _config(output_dir):
-    config = run_config(output_dir, steps=12, save_every=4, keep_last=5, batch_size=4, grad_accum_steps=2,
+def _config(output_dir, root):
+    config = lerobot_run_config(output_dir, root, steps=12, save_every=4, keep_last=5, batch_size=4, grad_accum_steps=2,
                         warmup_steps=3, weight_decay=0.01)
     config["model"]["vla_head"]["dropout"] = 0.2  # the model's RNG matters too
     return config
@@ -41,9 +41,9 @@ def _logged_steps(output_dir):
     return [json.loads(line)["step"] for line in path.read_text().splitlines() if line.endswith("}")]
 
 
-def test_sigkill_between_checkpoints_then_resume_is_exact(synthetic, tmp_path):
+def test_sigkill_between_checkpoints_then_resume_is_exact(lerobot_root, tmp_path):
     reference_dir, killed_dir = tmp_path / "reference", tmp_path / "killed"
-    config_path = write_config(tmp_path / "killed.json", _config(killed_dir))
+    config_path = write_config(tmp_path / "killed.json", _config(killed_dir, lerobot_root))
     # After step 5 each step sleeps 0.5 s, so step 6 lands well before the step-8 checkpoint.
     process = subprocess.Popen(
         script_command(config_path, "--sleep-after", "5"),
@@ -60,8 +60,8 @@ def test_sigkill_between_checkpoints_then_resume_is_exact(synthetic, tmp_path):
     checkpoints = killed_dir / "checkpoints"
     assert (checkpoints / "step-4").is_dir() and not (checkpoints / "step-8").exists()
 
-    train(_config(reference_dir))
-    trainer, result = train(_config(killed_dir), resume="auto")
+    train(_config(reference_dir, lerobot_root))
+    trainer, result = train(_config(killed_dir, lerobot_root), resume="auto")
     assert trainer.resumed_from == checkpoints / "step-4"
     assert result.step == 12
 

@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from engine_fixtures import run_config, train
+from engine_fixtures import lerobot_run_config, run_config, train
 
 import vla_core
 from vla_core.engine.metrics import read_metrics
@@ -18,8 +18,8 @@ from vla_core.models.weights import load_state_dict
 DATA = {"type": "SyntheticRobotDataset", "pad_chunks": False}
 
 
-def test_run_layout_metrics_checkpoints_and_policy(synthetic, tmp_path):
-    trainer, result = train(run_config(tmp_path, steps=6, save_every=2, keep_last=2))
+def test_run_layout_metrics_checkpoints_and_policy(lerobot_root, tmp_path):
+    trainer, result = train(lerobot_run_config(tmp_path, lerobot_root, steps=6, save_every=2, keep_last=2))
     records = read_metrics(tmp_path)
     assert [r["step"] for r in records] == [1, 2, 3, 4, 5, 6]
     for record in records:
@@ -33,7 +33,7 @@ def test_run_layout_metrics_checkpoints_and_policy(synthetic, tmp_path):
     assert checkpoint == tmp_path / "checkpoints/step-6"
     config = json.loads((checkpoint / "config.json").read_text())
     assert config["format"] == "vla" and config["training_step"] == 6
-    assert config["train"]["steps"] == 6 and config["data"]["type"] == "SyntheticRobotDataset"
+    assert config["train"]["steps"] == 6 and config["data"]["type"] == "LeRobotDataset"
     assert (checkpoint / "dataset_statistics.json").is_file() and (checkpoint / "processor").is_dir()
 
     vla = vla_core.load_pretrained(checkpoint)
@@ -41,16 +41,15 @@ def test_run_layout_metrics_checkpoints_and_policy(synthetic, tmp_path):
     for name, tensor in vla.state_dict().items():
         assert torch.equal(tensor, trained[name]), name
 
-    observation = synthetic.SyntheticRobotDataset()[3]
+    from vla_core.data.lerobot_dataset import LeRobotDataset
+
+    observation = LeRobotDataset(str(lerobot_root), chunk_size=4)[3]
     policy = Policy.from_pretrained(checkpoint)
     actions = policy.act(observation)
-    assert actions.shape == (4, 2) and actions.dtype == np.float32  # (T, action_dim), padding dropped
-    inputs = policy.model_inputs([observation])
-    normalised = vla.predict_action(**inputs)[0, :, :2].numpy()
-    stats = policy.processor.stats
-    np.testing.assert_allclose(
-        actions, normalised * (np.array(stats["action_std"]) + 1e-8) + stats["action_mean"], rtol=1e-5, atol=1e-5
-    )
+    assert actions.shape == (4, 2) and actions.dtype == np.float32  # (T, action_dim): padding dims dropped
+    normalised = vla.predict_action(**policy.model_inputs([observation]))
+    np.testing.assert_allclose(actions, policy.processor.unnormalize_actions(normalised)[0].numpy(), rtol=1e-6)
+    assert not np.allclose(actions, normalised[0, :, :2].numpy(), atol=1e-2)  # robot units differ from normalised
 
 
 def test_gradient_accumulation_matches_one_big_batch(synthetic, tmp_path):

@@ -73,7 +73,8 @@ def train_cmd(
     if int(os.environ.get("RANK", "0")) == 0:
         loss = result.last_metrics.get("loss")
         summary = f"done: step {result.step}" + (f", loss {loss:.4f}" if loss is not None else "")
-        console.print(f"{summary}; checkpoint {result.last_checkpoint}; metrics {result.output_dir / 'metrics.jsonl'}")
+        console.print(f"{summary}; checkpoint {result.last_checkpoint}; metrics {result.output_dir / 'metrics.jsonl'}",
+                      soft_wrap=True, highlight=False)
 
 
 def register(app: typer.Typer) -> None:

@@ -93,10 +93,10 @@ class ProgressDisplay:
             done = step - self.start
             elapsed = time.perf_counter() - self.started
             eta = elapsed / max(done, 1) * (self.total - step)
-            self.console.print(f"step {step}/{self.total}  {stats}  ETA {eta:.0f}s", highlight=False)
+            self.console.print(f"step {step}/{self.total}  {stats}  ETA {eta:.0f}s", highlight=False, soft_wrap=True)
 
     def print(self, message: str) -> None:
-        self.console.print(message, highlight=False)
+        self.console.print(message, highlight=False, soft_wrap=True)
 
     def close(self) -> None:
         if self.progress is not None:

@@ -58,7 +58,8 @@ class Policy:
         from vla_core.models.pretrained import load_pretrained
 
         vla = load_pretrained(checkpoint, use_inference_model=use_inference_model)
-        return cls(vla, load_processor(vla, checkpoint), device)
+        processor = getattr(vla, "processor", None)  # load_pretrained attaches a VLAProcessor it finds
+        return cls(vla, processor if processor is not None else load_processor(vla, checkpoint), device)
 
     def model_inputs(self, observations: list[dict[str, Any]]) -> dict[str, Any]:
         """Raw observations -> a batch of model inputs on the device (no action targets)."""

@@ -1,0 +1,243 @@
+"""Training throughput of `vla train` (the engine) against a plain PyTorch loop.
+
+    .venv/bin/python benchmarks/train_throughput.py [--models tiny,100m] [--steps 6] [--warmup 2]
+
+For each model (a tiny LlavaVLA and a ~100M-parameter one: SigLIP vision encoder + MLP
+projector + Qwen2 decoder + MLP action head) and each precision (fp32, bf16 autocast) it
+measures, each in a fresh process on the same LeRobot v3.0 dataset (written here with
+LeRobotWriter, read by LeRobotDataset through VLAProcessor):
+
+  * reference: a hand-written loop (DataLoader, forward, backward, AdamW) on 1 process;
+  * engine, 1 process: `Trainer` (sampler, accumulation, clipping, metrics, checkpoints);
+  * engine, 2 processes: `Trainer` under torchrun, FSDP2 over gloo.
+
+Samples/s is the median over the steps after `--warmup` (global samples: both processes
+together); peak RSS is the largest resident set of one process (ru_maxrss). All
+configurations use the same number of cores in total (`--cores`, default 2): one process
+with that many threads, or two processes with half each. The engine saves one checkpoint
+at the end; its time is not part of any step.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+CAMERA = "observation.images.top"
+STATE_DIM, ACTION_DIM, CHUNK = 8, 7, 8
+
+
+def model_spec(name: str) -> dict[str, Any]:
+    """The VLA spec of a benchmark model, with its VLAProcessor."""
+    if name == "tiny":
+        vision = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
+                  "image_size": 64, "patch_size": 16}
+        llm = {"vocab_size": 256, "hidden_size": 96, "intermediate_size": 192, "num_hidden_layers": 2,
+               "num_attention_heads": 4, "num_key_value_heads": 2}
+        image_size, width, head_hidden = 64, (64, 96), 128
+    elif name == "100m":
+        vision = {"hidden_size": 384, "intermediate_size": 1536, "num_hidden_layers": 6, "num_attention_heads": 6,
+                  "image_size": 112, "patch_size": 16}
+        llm = {"vocab_size": 16384, "hidden_size": 768, "intermediate_size": 2048, "num_hidden_layers": 10,
+               "num_attention_heads": 12, "num_key_value_heads": 4}
+        image_size, width, head_hidden = 112, (384, 768), 512
+    else:
+        raise SystemExit(f"unknown model {name!r}: use tiny or 100m")
+    vision["vision_use_head"] = False  # the VLA reads patch features; SigLIP's pooling head would be dead weight
+    return {
+        "type": "LlavaVLA",
+        "vision_backbone": {"type": "TransformersVisionBackbone", "model_type": "siglip_vision_model", "config": vision},
+        "projector": {"type": "MLPProjector", "in_dim": width[0], "out_dim": width[1]},
+        "llm_backbone": {"type": "TransformersLLMBackbone", "model_type": "qwen2", "config": llm},
+        "vla_head": {"type": "MLPActionHead", "input_dim": width[1], "state_dim": STATE_DIM, "action_dim": ACTION_DIM,
+                     "chunk_size": CHUNK, "hidden_dim": head_hidden},
+        "processor": {"type": "VLAProcessor", "image_size": image_size, "max_lang_len": 12,
+                      "max_state_dim": STATE_DIM, "max_action_dim": ACTION_DIM, "chunk_size": CHUNK},
+    }
+
+
+def write_dataset(root: Path, image_size: int, episodes: int = 8, length: int = 40) -> None:
+    """A LeRobot v3.0 dataset of random-walk episodes with one inline-PNG camera."""
+    import numpy as np
+
+    from vla_core.data.lerobot_writer import LeRobotWriter
+
+    features = {
+        CAMERA: {"dtype": "image", "shape": [image_size, image_size, 3]},
+        "observation.state": {"dtype": "float32", "shape": [STATE_DIM]},
+        "action": {"dtype": "float32", "shape": [ACTION_DIM]},
+    }
+    rng = np.random.default_rng(0)
+    writer = LeRobotWriter.create(root, fps=10, features=features, robot_type="benchmark_arm")
+    for episode in range(episodes):
+        state = rng.normal(size=STATE_DIM).astype(np.float32)
+        for _ in range(length):
+            state = state + 0.1 * rng.normal(size=STATE_DIM).astype(np.float32)
+            image = rng.integers(0, 256, size=(image_size, image_size, 3), dtype=np.uint8)
+            frame = {CAMERA: image, "observation.state": state, "action": rng.normal(size=ACTION_DIM).astype(np.float32)}
+            writer.add_frame(frame, task=f"move the arm to target {episode % 4}")
+        writer.save_episode()
+    writer.finalize()
+
+
+def run_config(model: str, dataset: Path, output_dir: Path, precision: str, steps: int, batch_size: int) -> dict:
+    return {
+        "model": model_spec(model),
+        "data": {"type": "LeRobotDataset", "root": str(dataset), "chunk_size": CHUNK},
+        "train": {"steps": steps, "batch_size": batch_size, "precision": precision, "save_every": 10**6,
+                  "log_every": 10**6, "lr": 1e-4, "seed": 0},
+        "output_dir": str(output_dir),
+    }
+
+
+# ---- workers (run in fresh processes) ------------------------------------------------------
+def worker_engine(config_path: Path, result_path: Path, threads: int) -> None:
+    import torch
+
+    from vla_core.config.run import validate_run_config
+    from vla_core.engine.trainer import Trainer
+
+    torch.set_num_threads(threads)
+    config = validate_run_config(json.loads(config_path.read_text()))
+    Trainer(config).fit()
+    rank = int(os.environ.get("RANK", "0"))
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    Path(f"{result_path}.rank{rank}").write_text(json.dumps({"peak_rss_mib": peak}))
+
+
+def worker_reference(config_path: Path, result_path: Path, threads: int) -> None:
+    """The plain loop: same model, data, processor and batch size; no engine."""
+    import contextlib
+
+    import torch
+
+    from vla_core.config.run import validate_run_config
+    from vla_core.models.build import build_component, build_vla
+
+    torch.set_num_threads(threads)
+    config = validate_run_config(json.loads(config_path.read_text()))
+    torch.manual_seed(0)
+    dataset = build_component("datasets", config.data)
+    vla = build_vla(config.model)
+    processor = build_component("processors", vla.processor_spec).fit(dataset)
+
+    class Processed(torch.utils.data.Dataset):
+        def __len__(self) -> int:
+            return len(dataset)
+
+        def __getitem__(self, i: int) -> dict:
+            return processor(dataset[i])
+
+    loader = torch.utils.data.DataLoader(Processed(), batch_size=config.train.batch_size, shuffle=True,
+                                         drop_last=True, collate_fn=processor.collate)
+    optimizer = torch.optim.AdamW(vla.parameters(), lr=config.train.lr)
+    autocast = (torch.autocast("cpu", dtype=torch.bfloat16) if config.train.precision == "bf16"
+                else contextlib.nullcontext())
+    times, batches = [], iter(loader)
+    vla.train()
+    for _ in range(config.train.steps):
+        start = time.perf_counter()
+        batch = next(batches)
+        with autocast:
+            loss = vla(**batch)["loss"]
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        times.append(time.perf_counter() - start)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    Path(result_path).write_text(json.dumps({"step_times": times, "peak_rss_mib": peak}))
+
+
+# ---- driver ---------------------------------------------------------------------------------
+def measure(kind: str, config: dict, workdir: Path, nproc: int, cores: int, warmup: int) -> dict[str, float]:
+    tag = f"{kind}-{nproc}"
+    config_path, result_path = workdir / f"{tag}.json", workdir / f"{tag}.result"
+    config["output_dir"] = str(workdir / f"run-{tag}")
+    config_path.write_text(json.dumps(config))
+    threads = max(1, cores // nproc)
+    worker = [str(Path(__file__).resolve()), "--worker", kind, str(config_path), str(result_path), str(threads)]
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    if nproc > 1:
+        command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", *worker]
+    else:
+        command = [sys.executable, *worker]
+    done = subprocess.run(command, capture_output=True, text=True, env=env)
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(command)} failed:\n{done.stdout[-2000:]}\n{done.stderr[-4000:]}")
+    batch = config["train"]["batch_size"]
+    if kind == "reference":
+        result = json.loads(result_path.read_text())
+        step_times, peak = result["step_times"], result["peak_rss_mib"]
+    else:
+        from vla_core.engine.metrics import read_metrics
+
+        step_times = [r["step_time_s"] for r in read_metrics(config["output_dir"])]
+        peak = max(json.loads(Path(f"{result_path}.rank{r}").read_text())["peak_rss_mib"] for r in range(nproc))
+    return {"samples_per_s": batch / statistics.median(step_times[warmup:]), "peak_rss_mib": peak}
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "--worker":
+        kind, config_path, result_path, threads = sys.argv[2], Path(sys.argv[3]), Path(sys.argv[4]), int(sys.argv[5])
+        (worker_reference if kind == "reference" else worker_engine)(config_path, result_path, threads)
+        return
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", default="tiny,100m")
+    parser.add_argument("--precisions", default="fp32,bf16")
+    parser.add_argument("--steps", type=int, default=6, help="optimizer steps per measurement")
+    parser.add_argument("--warmup", type=int, default=2, help="first steps left out of the median")
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--cores", type=int, default=2, help="threads in total per configuration")
+    parser.add_argument("--json", type=Path, default=None, help="also write the rows here")
+    args = parser.parse_args()
+
+    from vla_core.models.build import build_vla
+
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="vla-bench-") as tmp:
+        workdir = Path(tmp)
+        for model in args.models.split(","):
+            spec = model_spec(model)
+            image_size = spec["processor"]["image_size"]
+            dataset = workdir / f"data-{model}"
+            write_dataset(dataset, image_size)
+            params = sum(p.numel() for p in build_vla(spec).parameters())
+            for precision in args.precisions.split(","):
+                def config() -> dict:
+                    return run_config(model, dataset, workdir, precision, args.steps, args.batch_size)
+
+                reference = measure("reference", config(), workdir, 1, args.cores, args.warmup)
+                for nproc in (1, 2):
+                    engine = measure("engine", config(), workdir, nproc, args.cores, args.warmup)
+                    rows.append({
+                        "model": model, "params_m": params / 1e6, "precision": precision, "processes": nproc,
+                        "samples_per_s": engine["samples_per_s"], "peak_rss_mib": engine["peak_rss_mib"],
+                        "reference_samples_per_s": reference["samples_per_s"],
+                        "reference_peak_rss_mib": reference["peak_rss_mib"],
+                        "ratio": engine["samples_per_s"] / reference["samples_per_s"],
+                    })
+                    print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
+    print(f"batch {args.batch_size}, {args.steps} steps (median of the last {args.steps - args.warmup}), "
+          f"{args.cores} cores per configuration; load average {os.getloadavg()[0]:.1f}")
+    print("| model | params | precision | processes | samples/s | peak RSS MiB/process | reference samples/s "
+          "| reference RSS MiB | engine / reference |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['model']} | {r['params_m']:.1f}M | {r['precision']} | {r['processes']} | {r['samples_per_s']:.2f} "
+              f"| {r['peak_rss_mib']:.0f} | {r['reference_samples_per_s']:.2f} | {r['reference_peak_rss_mib']:.0f} "
+              f"| {r['ratio']:.2f} |")
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=1))
+
+
+if __name__ == "__main__":
+    main()
