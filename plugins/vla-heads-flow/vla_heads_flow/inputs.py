@@ -8,12 +8,12 @@ import torch.nn.functional as F
 from vla_core.errors import DataError
 
 
-def check_features(features: torch.Tensor, width: int, head: str) -> None:
+def check_features(features: torch.Tensor, width: int, head: str, parameter: str = "backbone_embedding_dim") -> None:
     """features must be (B, S, width)."""
     if features.ndim != 3 or features.shape[-1] != width:
         raise DataError(
             f"{head} expects backbone features (B, S, {width}), got {tuple(features.shape)}. Set the head's "
-            f"backbone_embedding_dim to the backbone's width, or add a projector to {width}."
+            f"{parameter} to the backbone's width, or add a projector to {width}."
         )
 
 
