@@ -1,0 +1,134 @@
+"""Parity with transformers' PI0 (the reference): same weights, same inputs and noise, same numbers."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from safetensors.torch import save_file
+from transformers import PI0ForConditionalGeneration
+from vla_paligemma.pi0 import PI0FlowMatching
+from vla_paligemma.transformers_pi0 import checkpoint_keys
+
+import vla_core
+from vla_core.errors import CheckpointError
+
+
+@pytest.fixture(scope="module")
+def reference(pi0_reference: tuple[PI0ForConditionalGeneration, Path]) -> tuple[PI0ForConditionalGeneration, Path]:
+    return pi0_reference
+
+
+@pytest.fixture(scope="module")
+def ours(reference: tuple[PI0ForConditionalGeneration, Path]) -> PI0FlowMatching:
+    return vla_core.load_pretrained(reference[1])
+
+
+def test_load_pretrained_maps_every_tensor(reference: tuple[Any, Path], ours: PI0FlowMatching) -> None:
+    model, directory = reference
+    assert isinstance(ours, PI0FlowMatching) and not ours.training
+    report = ours.load_report
+    assert report.ok and report.ignored == 0
+    assert len(report.loaded) == len(checkpoint_keys(directory)) == len(model.state_dict())
+    ref_state, our_state = model.state_dict(), ours.state_dict()
+    vt, lm = "vision_tower.encoder.layers.1.mlp.fc2.weight", "language_model.layers.1.input_layernorm.weight"
+    pairs = {
+        f"model.vlm.{vt}": f"vlm_backbone.{vt}",
+        f"model.vlm.{lm}": f"vlm_backbone.{lm}",
+        "model.dit.embed_tokens.weight": "llm_expert.embed_tokens.weight",
+        "model.dit.layers.0.self_attn.k_proj.weight": "llm_expert.layers.0.self_attn.k_proj.weight",
+        "embed_action_time.action_time_mlp_in.weight": "action_time_mlp_in.weight",
+        "action_out_proj.bias": "action_out_proj.bias",
+    }
+    for theirs, mine in pairs.items():
+        assert torch.equal(ref_state[theirs], our_state[mine]), mine
+
+
+@pytest.mark.parametrize("use_prefix_cache", [True, False])
+def test_predict_action_matches_sample_actions(
+    reference: tuple[Any, Path], ours: PI0FlowMatching, pi0_inputs: dict, reference_inputs: Any, use_prefix_cache: bool
+) -> None:
+    model, _ = reference
+    ref = reference_inputs(pi0_inputs)
+    with torch.no_grad():
+        expected = model.sample_actions(**ref, num_steps=5)
+    got = ours.predict_action(
+        pi0_inputs["images"], pi0_inputs["lang_tokens"], pi0_inputs["lang_masks"], pi0_inputs["img_masks"],
+        pi0_inputs["states"], noise=pi0_inputs["noise"], num_steps=5, use_prefix_cache=use_prefix_cache,
+    )
+    assert got.shape == expected.shape == (2, 4, 5)
+    assert expected.abs().max() > 0.5  # a real trajectory, not a degenerate one
+    torch.testing.assert_close(got, expected, atol=1e-4, rtol=0)
+
+
+def test_training_loss_matches_reference_forward(
+    reference: tuple[Any, Path], ours: PI0FlowMatching, pi0_inputs: dict, reference_inputs: Any
+) -> None:
+    model, _ = reference
+    ref = reference_inputs(pi0_inputs)
+    with torch.no_grad():
+        expected = model(**ref, actions=pi0_inputs["actions"], timestep=pi0_inputs["timestep"])
+    out = ours(**pi0_inputs, action_masks=None)
+    assert abs(out["loss"].item() - expected.loss.item()) < 1e-5
+    torch.testing.assert_close(out["velocity"], expected.logits, atol=1e-5, rtol=0)
+
+
+def test_loss_skips_padded_steps_and_reaches_both_models(ours: PI0FlowMatching, pi0_inputs: dict) -> None:
+    mask = torch.ones(2, 4, dtype=torch.bool)
+    mask[1, -1] = False
+    out = ours(**pi0_inputs, action_masks=mask)
+    error = (out["velocity"] - (pi0_inputs["noise"] - pi0_inputs["actions"])).pow(2)
+    assert torch.allclose(out["loss"], error[mask].mean(), atol=1e-6)
+    assert not torch.allclose(out["loss"], error.mean())  # (a padded step still feeds the attention, as in pi0)
+    out["loss"].backward()
+    for name in (
+        "vlm_backbone.vision_tower.encoder.layers.0.mlp.fc1.weight",
+        "vlm_backbone.language_model.layers.0.mlp.up_proj.weight",
+        "llm_expert.layers.1.mlp.down_proj.weight",
+        "state_proj.weight",
+        "action_time_mlp_in.weight",
+    ):
+        grad = ours.get_parameter(name).grad
+        assert grad is not None and grad.abs().sum() > 0, name
+    ours.zero_grad()
+
+
+def test_in_memory_key_layout_loads_too(reference: tuple[Any, Path], tmp_path: Path, pi0_inputs: dict) -> None:
+    """A state_dict() written as is (model.vlm.*, embed_action_time.*) is recognised as well."""
+    model, directory = reference
+    shutil.copy(directory / "config.json", tmp_path / "config.json")
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp_path / "model.safetensors"))
+    loaded = vla_core.load_pretrained(tmp_path)
+    assert loaded.load_report.ok and len(loaded.load_report.loaded) == len(model.state_dict())
+    with torch.no_grad():
+        a = loaded(**pi0_inputs)["velocity"]
+    assert torch.isfinite(a).all()
+
+
+def test_wrong_hidden_size_names_the_key_and_both_shapes(reference: tuple[Any, Path], tmp_path: Path) -> None:
+    _, directory = reference
+    for file in directory.iterdir():
+        shutil.copy(file, tmp_path / file.name)
+    config = json.loads((tmp_path / "config.json").read_text())
+    config["dit_config"]["hidden_size"] = 32
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointError) as excinfo:
+        vla_core.load_pretrained(tmp_path)
+    message = str(excinfo.value)
+    assert "llm_expert.layers.0.self_attn.q_proj.weight: model [64, 32] vs checkpoint [64, 48]" in message
+    assert "mis-shaped" in message
+
+
+def test_our_save_and_load_round_trip(ours: PI0FlowMatching, pi0_inputs: dict, tmp_path: Path) -> None:
+    ours.save_pretrained(tmp_path / "ckpt")
+    again = vla_core.load_pretrained(tmp_path / "ckpt")
+    assert type(again) is PI0FlowMatching and again.load_report.ok
+    args = [pi0_inputs[k] for k in ("images", "lang_tokens", "lang_masks", "img_masks", "states")]
+    torch.testing.assert_close(
+        again.predict_action(*args, noise=pi0_inputs["noise"]), ours.predict_action(*args, noise=pi0_inputs["noise"]),
+        atol=0, rtol=0,
+    )
