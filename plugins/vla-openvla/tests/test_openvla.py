@@ -136,5 +136,40 @@ def test_bad_configs_and_inputs_are_explained(ref, tiny_openvla):
         tiny_openvla.predict_action(**observation(batch))
 
 
+def with_suffix(batch, suffix: int, rows: list[int]):
+    """The prompts of `rows` get `suffix` appended after their last valid token."""
+    tokens = torch.cat([batch["lang_tokens"], torch.zeros_like(batch["lang_tokens"][:, :1])], dim=1)
+    masks = torch.cat([batch["lang_masks"], torch.zeros_like(batch["lang_masks"][:, :1])], dim=1)
+    for row in rows:
+        end = int(batch["lang_masks"][row].sum())
+        tokens[row, end], masks[row, end] = suffix, True
+    return {**batch, "lang_tokens": tokens, "lang_masks": masks}
+
+
+def test_prompt_suffix_is_appended_where_missing(ref, tiny_openvla):
+    batch = ref.prompt_batch([5, 7], seed=16)
+    actions, masks = actions_for(2, seed=17), torch.ones(2, 1, dtype=torch.bool)
+    try:
+        tiny_openvla.prompt_suffix_token_id = 29
+        missing = tiny_openvla.predict_action(**observation(batch))
+        partly = tiny_openvla.predict_action(**observation(with_suffix(batch, 29, rows=[1])))
+        loss = tiny_openvla(**batch, actions=actions, action_masks=masks)["loss"]
+        tiny_openvla.prompt_suffix_token_id = None
+        explicit = with_suffix(batch, 29, rows=[0, 1])
+        expected = tiny_openvla.predict_action(**observation(explicit))
+        expected_loss = tiny_openvla(**explicit, actions=actions, action_masks=masks)["loss"]
+    finally:
+        tiny_openvla.prompt_suffix_token_id = None
+    torch.testing.assert_close(missing, expected, rtol=0, atol=0)
+    torch.testing.assert_close(partly, expected, rtol=0, atol=0)
+    torch.testing.assert_close(loss, expected_loss, rtol=1e-5, atol=1e-5)
+
+
+def test_freeze_llm_backbone_freezes_the_language_model(ref):
+    vla = vla_core.build_vla(ref.openvla_spec(freeze_llm_backbone=True))
+    assert not any(p.requires_grad for p in vla.language_model.parameters())
+    assert all(p.requires_grad for p in vla.projector.parameters())
+
+
 def test_fsdp_units_are_llama_layers_and_vit_blocks(tiny_openvla):
     assert {t.__name__ for t in tiny_openvla.fsdp_unit_types()} == {"LlamaDecoderLayer", "Block"}

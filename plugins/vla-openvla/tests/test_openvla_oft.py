@@ -67,6 +67,23 @@ def test_unpadded_fast_path_equals_the_masked_path(ref, tiny_oft, monkeypatch):
     torch.testing.assert_close(fast, masked, rtol=1e-5, atol=1e-5)
 
 
+def test_prompt_suffix_is_appended_where_missing(ref, tiny_oft):
+    batch = observation(ref.prompt_batch([5, 7], seed=18))
+    explicit = {**batch, "lang_tokens": torch.cat([batch["lang_tokens"], torch.zeros(2, 1, dtype=torch.long)], 1),
+                "lang_masks": torch.cat([batch["lang_masks"], torch.zeros(2, 1, dtype=torch.bool)], 1)}
+    for row, end in enumerate([5, 7]):
+        explicit["lang_tokens"][row, end], explicit["lang_masks"][row, end] = 29, True
+    try:
+        tiny_oft.prompt_suffix_token_id = 29
+        appended = tiny_oft.predict_action(**batch)
+        already = tiny_oft.predict_action(**explicit)
+    finally:
+        tiny_oft.prompt_suffix_token_id = None
+    expected = tiny_oft.predict_action(**explicit)
+    torch.testing.assert_close(appended, expected, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(already, expected, rtol=1e-5, atol=1e-5)
+
+
 def test_causal_prefix_keeps_the_prompt_causal(ref):
     torch.manual_seed(0)
     vla = vla_core.build_vla(ref.oft_spec(attention="causal_prefix")).eval()

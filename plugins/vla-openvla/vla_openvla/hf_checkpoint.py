@@ -31,6 +31,9 @@ from vla_core.errors import CheckpointError
 from vla_core.models import build_vla, load_into, load_state_dict
 from vla_core.models.weights import weight_files
 
+#: LLaMA-2's "▁" token, which OpenVLA's prompts end with after "Out:".
+LLAMA_EMPTY_TOKEN_ID = 29871
+
 #: OFT's `prismatic/vla/constants.py`: (action_dim, proprio_dim) -> NUM_ACTIONS_CHUNK.
 OFT_PLATFORM_CHUNK_SIZES: dict[tuple[int, int | None], int] = {
     (7, 8): 8,  # LIBERO
@@ -113,6 +116,8 @@ def openvla_spec(directory: Path, config: dict[str, Any]) -> dict[str, Any]:
         "pad_to_multiple_of": int(config.get("pad_to_multiple_of", 64)),
         "n_action_bins": int(config.get("n_action_bins", 256)),
         "action_dim": _action_dim_from_norm_stats(config.get("norm_stats")),
+        # The released predict_action appends LLaMA's empty token 29871 to prompts lacking it.
+        "prompt_suffix_token_id": LLAMA_EMPTY_TOKEN_ID if vocab_size > LLAMA_EMPTY_TOKEN_ID else None,
     }
 
 

@@ -87,12 +87,13 @@ class OpenVLA(PrismaticVLA):
         labels (B, S) long (targets where they sit in the sequence, IGNORE_INDEX elsewhere).
         """
         self.check_lang_tokens(lang_tokens, lang_masks)
-        tokens, valid = lang_tokens, lang_masks.bool()
+        tokens, valid = self.with_prompt_suffix(lang_tokens, lang_masks.bool())
         labels = torch.full_like(tokens, IGNORE_INDEX)
         if targets is not None:
             tokens = torch.cat([tokens, targets], dim=1)
             labels = torch.cat([labels, targets], dim=1)
             valid = torch.cat([valid, torch.ones_like(targets, dtype=torch.bool)], dim=1)
+        if tokens.shape[1] > lang_tokens.shape[1]:  # appended columns go right after each prompt
             stacked, valid = pack_valid_first(torch.stack([tokens, labels], dim=-1), valid)
             tokens, labels = stacked.unbind(-1)
             labels = labels.masked_fill(~valid, IGNORE_INDEX)
@@ -181,28 +182,31 @@ class OpenVLA(PrismaticVLA):
 
         use_cache = self.use_kv_cache if use_kv_cache is None else use_kv_cache
         embeds, mask, _ = self.multimodal_inputs(images, lang_tokens, lang_masks, img_masks)
+        # Without padding, transformers' defaults are exact (no mask, positions 0.. continuing
+        # through the cache) and let SDPA use its causal kernel. With padding, the mask hides
+        # it and explicit positions continue each row's prompt.
+        padded = not bool(mask.all())
         rows = torch.arange(mask.shape[0], device=mask.device)
-        positions = (mask.long().cumsum(dim=1) - 1).clamp(min=0)  # (B, S)
+        positions = (mask.long().cumsum(dim=1) - 1).clamp(min=0) if padded else None  # (B, S)
         next_position = mask.long().sum(dim=1)  # (B,) the position of the first generated token
         last_valid = mask.long().cumsum(dim=1).argmax(dim=1)  # (B,) index of the last valid entry
         cache = DynamicCache(config=self.language_model.config) if use_cache else None
-        # Without padding, no mask: transformers then uses SDPA's causal kernel, no mask tensor.
-        padded = not bool(mask.all())
         hidden = self.last_hidden_state(embeds, mask.long() if padded else None, positions, past_key_values=cache,
                                         use_cache=use_cache)
         next_token = self.language_model.lm_head(hidden[rows, last_valid]).argmax(dim=-1)
         generated = [next_token]
         for step in range(1, self.action_dim):
             new_embed = self.embed_tokens(next_token[:, None])
-            new_position = (next_position + step - 1)[:, None]
             mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
             step_mask = mask.long() if padded else None
+            new_position = (next_position + step - 1)[:, None] if padded else None
             if use_cache:
                 hidden = self.last_hidden_state(new_embed, step_mask, new_position, past_key_values=cache,
                                                 use_cache=True)
             else:
                 embeds = torch.cat([embeds, new_embed], dim=1)
-                positions = torch.cat([positions, new_position], dim=1)
+                if padded:
+                    positions = torch.cat([positions, new_position], dim=1)
                 hidden = self.last_hidden_state(embeds, step_mask, positions)
             next_token = self.language_model.lm_head(hidden[:, -1]).argmax(dim=-1)
             generated.append(next_token)

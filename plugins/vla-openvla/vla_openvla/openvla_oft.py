@@ -118,14 +118,15 @@ class OpenVLAOFT(PrismaticVLA):
         self.check_lang_tokens(lang_tokens, lang_masks)
         batch, count = lang_tokens.shape[0], self.num_action_tokens
         device = lang_tokens.device
+        prompt, prompt_valid = self.with_prompt_suffix(lang_tokens, lang_masks.bool())
         body = torch.cat([
-            lang_tokens,
+            prompt,
             torch.full((batch, count), self.stop_token_id, dtype=lang_tokens.dtype, device=device),  # zeroed below
             torch.full((batch, 1), self.stop_token_id, dtype=lang_tokens.dtype, device=device),
         ], dim=1)
         is_action = torch.zeros_like(body, dtype=torch.bool)
-        is_action[:, lang_tokens.shape[1] : -1] = True
-        valid = torch.cat([lang_masks.bool(), torch.ones(batch, count + 1, dtype=torch.bool, device=device)], dim=1)
+        is_action[:, prompt.shape[1] : -1] = True
+        valid = torch.cat([prompt_valid, torch.ones(batch, count + 1, dtype=torch.bool, device=device)], dim=1)
         packed, valid = pack_valid_first(torch.stack([body, is_action.long()], dim=-1), valid)
         body, is_action = packed[..., 0], packed[..., 1].bool()
         embeds = self.embed_tokens(body).masked_fill(is_action[..., None], 0.0)

@@ -11,7 +11,6 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from torch import nn
 
 from vla_core.errors import ConfigError, VLAError
 from vla_core.models import BaseVLA
@@ -36,12 +35,23 @@ class PrismaticVLA(BaseVLA):
         text_config: transformers config of the language model, over OpenVLA-7B's LLaMA-2 (vocab 32064);
             e.g. {hidden_size: 64, num_hidden_layers: 2, ...}.
         attn_implementation: transformers attention kernel of the language model ("sdpa" or "eager").
+        prompt_suffix_token_id: a token every prompt must end with, appended where missing (the released
+            models: 29871, LLaMA's empty token after "Out:", which their predict_action appends).
+
+    `freeze_llm_backbone: true` keeps the language model fixed (it is `language_model` here).
     """
 
     def __init__(
-        self, text_config: dict[str, Any] | None = None, attn_implementation: str = "sdpa", **kwargs: Any
+        self,
+        text_config: dict[str, Any] | None = None,
+        attn_implementation: str = "sdpa",
+        prompt_suffix_token_id: int | None = None,
+        **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        # BaseVLA freezes the part named by each freeze_* flag in post_init(); the LLM is ours.
+        self._freeze["language_model"] = self._freeze.pop("llm_backbone")
+        self.prompt_suffix_token_id = prompt_suffix_token_id
         missing = [name for name in ("vision_backbone", "projector") if getattr(self, name) is None]
         if missing:
             raise ConfigError(
@@ -123,9 +133,18 @@ class PrismaticVLA(BaseVLA):
             raise VLAError("every prompt must start with a valid <BOS> token (lang_masks[:, 0] all True): OpenVLA "
                            "inserts the image after it. Right-pad the prompts and tokenize with the BOS token.")
 
-    @staticmethod
-    def to_model_inputs(model: nn.Module, *tensors: torch.Tensor) -> list[torch.Tensor]:
-        """Float tensors cast to the model's dtype and device; others moved to its device."""
-        param = next(model.parameters())
-        return [t.to(device=param.device, dtype=param.dtype) if t.is_floating_point() else t.to(param.device)
-                for t in tensors]
+    def with_prompt_suffix(self, tokens: torch.Tensor, valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Append `prompt_suffix_token_id` to the prompts that do not already end with it.
+
+        tokens, valid (B, L) -> (B, L + 1): the new column is valid only where it was needed
+        (callers move valid entries to the front afterwards). Unchanged without a suffix id or
+        when every prompt already ends with it.
+        """
+        if self.prompt_suffix_token_id is None:
+            return tokens, valid
+        last = tokens.gather(1, valid.long().cumsum(dim=1).argmax(dim=1, keepdim=True))  # (B, 1)
+        suffix = torch.full_like(last, self.prompt_suffix_token_id)
+        needed = last != suffix
+        if not bool(needed.any()):
+            return tokens, valid
+        return torch.cat([tokens, suffix], dim=1), torch.cat([valid, needed], dim=1)
