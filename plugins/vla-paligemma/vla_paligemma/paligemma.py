@@ -43,6 +43,8 @@ def resolve_paligemma_config(
             )
         base = PALIGEMMA_PRESETS[vlm_backbone_id]
     config = PaliGemmaConfig.from_dict(merge_config(base, vlm_config))
+    # PaliGemmaConfig keeps a legacy top-level vocab_size that does not follow text_config's.
+    config.vocab_size = config.text_config.vocab_size
     if config.text_config.model_type != "gemma":
         raise ConfigError(
             f"text_config.model_type is '{config.text_config.model_type}'; this backbone runs PaliGemma 1 "
