@@ -16,7 +16,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-
 #: Below this many weights a oneDNN call's fixed cost (~15 us) outweighs its faster matmul.
 PACK_MIN_NUMEL = 256 * 256
 
