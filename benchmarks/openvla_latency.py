@@ -8,10 +8,12 @@ observation (batch 1, one camera, 224 px DinoSigLIP-shaped vision, fp32, 2 threa
     (greedy, 7 new tokens), which is what OpenVLA's HF `predict_action` calls;
   * OpenVLA-OFT with the same backbone: one forward pass for a chunk of 8 x 7 actions.
 Each figure is the median of --runs calls after --warmup calls, the variants interleaved
-so that background load hits them alike.
+so that background load hits them alike. `--clock cpu` times the CPU seconds of this
+process instead of wall time, which a shared machine disturbs far less (use it with
+--threads 1); `--dtype bf16` runs the models in bfloat16 (AMX on this CPU).
 
-    .venv/bin/python benchmarks/openvla_latency.py                  # tiny and ~150M configs
-    .venv/bin/python benchmarks/openvla_latency.py --configs 150m --runs 5
+    .venv/bin/python benchmarks/openvla_latency.py                  # tiny and ~120M configs
+    .venv/bin/python benchmarks/openvla_latency.py --configs 120m --runs 5 --threads 1 --clock cpu
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ CONFIGS: dict[str, dict[str, Any]] = {
     },
     # OpenVLA's shape scaled down: two 224 px / patch 14 ViTs (256 patches each, fused), an
     # 8-layer LLaMA of width 768 with OpenVLA's 32064-token vocabulary.
-    "150m": {
+    "120m": {
         "image_size": 224,
         "timm_overrides": [{"embed_dim": 256, "depth": 6, "num_heads": 4}] * 2,
         "vision_dim": 512,
@@ -62,22 +64,22 @@ def specs(size: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     return openvla, oft
 
 
-def timed(fn: Callable[[], Any], samples: list[float]) -> Any:
-    start = time.perf_counter()
+def timed(fn: Callable[[], Any], samples: list[float], clock: Callable[[], float]) -> Any:
+    start = clock()
     result = fn()
-    samples.append(time.perf_counter() - start)
+    samples.append(clock() - start)
     return result
 
 
-def run(name: str, runs: int, warmup: int) -> list[tuple[str, float, str]]:
+def run(name: str, runs: int, warmup: int, clock: Callable[[], float], dtype: torch.dtype) -> None:
     openvla_spec, oft_spec = specs(CONFIGS[name])
     torch.manual_seed(0)
-    vla = vla_core.build_vla(openvla_spec).eval()
-    oft = vla_core.build_vla(oft_spec).eval()
+    vla = vla_core.build_vla(openvla_spec).eval().to(dtype)
+    oft = vla_core.build_vla(oft_spec).eval().to(dtype)
     size = CONFIGS[name]["image_size"]
     g = torch.Generator().manual_seed(0)
     obs = {
-        "images": torch.randn(1, 1, 3, size, size, generator=g),
+        "images": torch.randn(1, 1, 3, size, size, generator=g).to(dtype),
         "img_masks": torch.ones(1, 1, dtype=torch.bool),
         "lang_tokens": torch.randint(3, 200, (1, PROMPT_TOKENS), generator=g),
         "lang_masks": torch.ones(1, PROMPT_TOKENS, dtype=torch.bool),
@@ -107,24 +109,19 @@ def run(name: str, runs: int, warmup: int) -> list[tuple[str, float, str]]:
                 if index < warmup:
                     results[key] = fn()
                 else:
-                    timed(fn, samples[key])
+                    timed(fn, samples[key], clock)
     same = torch.equal(results["ours, KV cache"], results["reference: transformers generate"])
     same_nocache = torch.equal(results["ours, KV cache"], results["ours, no cache"])
     medians = {key: statistics.median(values) * 1000 for key, values in samples.items()}
     ref_ms = medians["reference: transformers generate"]
-    rows = []
-    for key, ms in medians.items():
-        actions = 8 * ACTION_DIM if key.startswith("OFT") else ACTION_DIM
-        note = f"{actions / (ms / 1000):.0f} action values/s"
-        rows.append((key, ms, f"{ms / ref_ms:.2f}", note))
     print(f"\n### {name}: {vla.num_parameters() / 1e6:.1f}M parameters, {PROMPT_TOKENS} prompt tokens, "
           f"{vla.vision_backbone.num_patches} patches; actions identical to reference: {same}, "
           f"cache == no cache: {same_nocache}\n")
-    print("| variant | median ms | x reference | throughput |")
+    print("| variant | median ms | x reference time | action values / s |")
     print("|---|---|---|---|")
-    for key, ms, ratio, note in rows:
-        print(f"| {key} | {ms:.1f} | {ratio} | {note} |")
-    return rows
+    for key, ms in medians.items():
+        values = 8 * ACTION_DIM if key.startswith("OFT") else ACTION_DIM
+        print(f"| {key} | {ms:.1f} | {ms / ref_ms:.2f} | {values / (ms / 1000):.1f} |")
 
 
 def main() -> None:
@@ -133,11 +130,15 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--clock", choices=["wall", "cpu"], default="wall")
+    parser.add_argument("--dtype", choices=["fp32", "bf16"], default="fp32")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, {args.threads} threads, fp32, batch 1")
+    clock = time.perf_counter if args.clock == "wall" else time.process_time
+    dtype = torch.float32 if args.dtype == "fp32" else torch.bfloat16
+    print(f"torch {torch.__version__}, {args.threads} threads, {args.dtype}, batch 1, clock: {args.clock}")
     for name in args.configs:
-        run(name, args.runs, args.warmup)
+        run(name, args.runs, args.warmup, clock, dtype)
 
 
 if __name__ == "__main__":
