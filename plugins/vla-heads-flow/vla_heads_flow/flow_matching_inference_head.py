@@ -24,6 +24,7 @@ from typing import Any
 import torch
 
 from vla_core.errors import VLAError
+from vla_heads_flow.attention import key_padding_mask
 from vla_heads_flow.flow_matching_head import FlowMatchingHead
 from vla_heads_flow.inference_kernels import HeadKernels, TimeTable, parameter_signature
 from vla_heads_flow.inference_step import (
@@ -125,8 +126,7 @@ class FlowMatchingInferenceHead(FlowMatchingHead):
         """Everything the steps share, computed once: features (B, S, D) raw backbone features,
         mask (B, S) or None, states (B, 1, state_dim), ids (B,)."""
         batch = features.shape[0]
-        key_mask = None if mask is None else mask | ~mask.any(dim=1, keepdim=True)
-        attn_mask = None if key_mask is None else key_mask[:, None, None, :]
+        attn_mask = key_padding_mask(mask)
 
         features = self.vlln(features)
         for block in kernels.vl_blocks:

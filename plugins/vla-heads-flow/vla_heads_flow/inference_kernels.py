@@ -28,7 +28,16 @@ if TYPE_CHECKING:
 
 def parameter_signature(module: nn.Module) -> tuple:
     """Changes whenever a parameter is replaced, moved, cast or modified in place."""
-    return tuple((p.data_ptr(), p._version, p.dtype, p.device) for p in module.parameters())
+    return tuple((p.data_ptr(), _version(p), p.dtype, p.device) for p in module.parameters())
+
+
+def _version(tensor: torch.Tensor) -> int:
+    """The in-place version counter; inference-mode tensors have none (and cannot be
+    modified outside inference mode)."""
+    try:
+        return tensor._version
+    except RuntimeError:
+        return -1
 
 
 @dataclass
