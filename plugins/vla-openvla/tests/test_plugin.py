@@ -35,3 +35,7 @@ def test_tiny_config_builds_trains_and_predicts(name, chunk):
     assert torch.isfinite(loss)
     obs = {k: batch[k] for k in ("images", "lang_tokens", "lang_masks", "img_masks", "states")}
     assert vla.eval().predict_action(**obs).shape == (2, chunk, 7)
+    # `vla build --predict` shapes its random observation from config.image_size.
+    from vla_core.models.summary import random_observation
+
+    assert vla.predict_action(**random_observation(vla)).shape == (1, chunk, 7)

@@ -11,6 +11,7 @@ parameters so the released checkpoints load key for key.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
@@ -21,6 +22,16 @@ from vla_openvla.layer_scale import rename_layer_scales
 
 DINOV2_VIT_L = "vit_large_patch14_reg4_dinov2"
 SIGLIP_SO400M_224 = "vit_so400m_patch14_siglip_224"
+
+
+@dataclass(frozen=True)
+class PrismaticVisionConfig:
+    """What the backbone expects and gives, readable like a transformers config
+    (`vla build --predict` and processors look for `config.image_size`)."""
+
+    image_size: int
+    num_patches: int
+    embed_dim: int
 
 
 def create_featurizer(model_id: str, image_size: int, act_layer: str | None, overrides: dict[str, Any]) -> nn.Module:
@@ -114,6 +125,7 @@ class PrismaticVisionBackbone(nn.Module):
                     "image_sizes",
                 )
         self.image_normalization = image_normalization
+        self.config = PrismaticVisionConfig(image_sizes[0], self.num_patches, self.embed_dim)
         # x_featurizer = x * scale + shift maps the processor's normalisation to the featurizer's
         # (non-persistent buffers: not part of the checkpoint layout).
         for index, vit in enumerate(self.featurizers):
