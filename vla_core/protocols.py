@@ -176,10 +176,22 @@ class Processor(Protocol):
 
 @runtime_checkable
 class Env(Protocol):
-    """A simulator for closed-loop evaluation (group `vla.envs`)."""
+    """A simulator for closed-loop evaluation (group `vla.envs`); see docs/evaluation.md.
+
+    `spec` (a `vla_core.envs.spec.EnvSpec`) describes its cameras, state and actions.
+    Optional: `expert(task)` (a scripted rollout policy, for `vla data generate`),
+    `expand_tasks(names)` (aliases, groups) and `can_skip_render = True` (`step(action,
+    render=False)` may leave the images out).
+    """
+
+    spec: Any
 
     def tasks(self) -> list[str]:
         """Names of the tasks this env can reset into."""
+        ...
+
+    def instruction(self, task: str) -> str:
+        """The language instruction of `task`."""
         ...
 
     def reset(self, task: str, seed: int) -> dict[str, Any]:
@@ -187,5 +199,9 @@ class Env(Protocol):
         ...
 
     def step(self, action: Any) -> tuple[dict[str, Any], bool, bool]:
-        """Apply one (A,) action -> (raw observation, success, done)."""
+        """Apply one (A,) action -> (raw observation, success at this step, done at the step cap)."""
+        ...
+
+    def close(self) -> None:
+        """Free the simulator (GL contexts, processes)."""
         ...
