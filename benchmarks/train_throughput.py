@@ -1,6 +1,6 @@
 """Training throughput of `vla train` (the engine) against a plain PyTorch loop.
 
-    .venv/bin/python benchmarks/train_throughput.py [--models tiny,100m] [--steps 6] [--warmup 2]
+    .venv/bin/python benchmarks/train_throughput.py [--models tiny,100m] [--steps 10] [--warmup 4] [--threads 1]
 
 For each model (a tiny LlavaVLA and a ~100M-parameter one: SigLIP vision encoder + MLP
 projector + Qwen2 decoder + MLP action head) and each precision (fp32, bf16 autocast) it
@@ -12,10 +12,11 @@ LeRobotWriter, read by LeRobotDataset through VLAProcessor):
   * engine, 2 processes: `Trainer` under torchrun, FSDP2 over gloo.
 
 Samples/s is the median over the steps after `--warmup` (global samples: both processes
-together); peak RSS is the largest resident set of one process (ru_maxrss). All
-configurations use the same number of cores in total (`--cores`, default 2): one process
-with that many threads, or two processes with half each. The engine saves one checkpoint
-at the end; its time is not part of any step.
+together); peak RSS is the largest resident set of one process (ru_maxrss). Every process
+runs `--threads` intra-op threads (default 1, so 2 processes use twice the cores of 1: the
+data-parallel scaling; on a busy machine, 2 threads in one process mostly wait for each
+other on small ops). The engine saves one checkpoint at the end; its time is not part of
+any step.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +57,8 @@ def model_spec(name: str) -> dict[str, Any]:
     vision["vision_use_head"] = False  # the VLA reads patch features; SigLIP's pooling head would be dead weight
     return {
         "type": "LlavaVLA",
-        "vision_backbone": {"type": "TransformersVisionBackbone", "model_type": "siglip_vision_model", "config": vision},
+        "vision_backbone": {"type": "TransformersVisionBackbone", "model_type": "siglip_vision_model",
+                            "config": vision},
         "projector": {"type": "MLPProjector", "in_dim": width[0], "out_dim": width[1]},
         "llm_backbone": {"type": "TransformersLLMBackbone", "model_type": "qwen2", "config": llm},
         "vla_head": {"type": "MLPActionHead", "input_dim": width[1], "state_dim": STATE_DIM, "action_dim": ACTION_DIM,
@@ -83,7 +86,8 @@ def write_dataset(root: Path, image_size: int, episodes: int = 8, length: int = 
         for _ in range(length):
             state = state + 0.1 * rng.normal(size=STATE_DIM).astype(np.float32)
             image = rng.integers(0, 256, size=(image_size, image_size, 3), dtype=np.uint8)
-            frame = {CAMERA: image, "observation.state": state, "action": rng.normal(size=ACTION_DIM).astype(np.float32)}
+            action = rng.normal(size=ACTION_DIM).astype(np.float32)
+            frame = {CAMERA: image, "observation.state": state, "action": action}
             writer.add_frame(frame, task=f"move the arm to target {episode % 4}")
         writer.save_episode()
     writer.finalize()
@@ -158,12 +162,11 @@ def worker_reference(config_path: Path, result_path: Path, threads: int) -> None
 
 
 # ---- driver ---------------------------------------------------------------------------------
-def measure(kind: str, config: dict, workdir: Path, nproc: int, cores: int, warmup: int) -> dict[str, float]:
-    tag = f"{kind}-{nproc}"
+def measure(kind: str, config: dict, workdir: Path, nproc: int, threads: int, warmup: int) -> dict[str, float]:
+    tag = f"{kind}-{nproc}-{uuid.uuid4().hex[:6]}"  # a fresh output_dir per measurement
     config_path, result_path = workdir / f"{tag}.json", workdir / f"{tag}.result"
     config["output_dir"] = str(workdir / f"run-{tag}")
     config_path.write_text(json.dumps(config))
-    threads = max(1, cores // nproc)
     worker = [str(Path(__file__).resolve()), "--worker", kind, str(config_path), str(result_path), str(threads)]
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     if nproc > 1:
@@ -193,10 +196,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default="tiny,100m")
     parser.add_argument("--precisions", default="fp32,bf16")
-    parser.add_argument("--steps", type=int, default=6, help="optimizer steps per measurement")
-    parser.add_argument("--warmup", type=int, default=2, help="first steps left out of the median")
+    parser.add_argument("--steps", type=int, default=10, help="optimizer steps per measurement")
+    parser.add_argument("--warmup", type=int, default=4, help="first steps left out of the median")
     parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--cores", type=int, default=2, help="threads in total per configuration")
+    parser.add_argument("--threads", type=int, default=1, help="intra-op threads per process")
     parser.add_argument("--json", type=Path, default=None, help="also write the rows here")
     args = parser.parse_args()
 
@@ -212,12 +215,10 @@ def main() -> None:
             write_dataset(dataset, image_size)
             params = sum(p.numel() for p in build_vla(spec).parameters())
             for precision in args.precisions.split(","):
-                def config() -> dict:
-                    return run_config(model, dataset, workdir, precision, args.steps, args.batch_size)
-
-                reference = measure("reference", config(), workdir, 1, args.cores, args.warmup)
+                config = run_config(model, dataset, workdir, precision, args.steps, args.batch_size)
+                reference = measure("reference", dict(config), workdir, 1, args.threads, args.warmup)
                 for nproc in (1, 2):
-                    engine = measure("engine", config(), workdir, nproc, args.cores, args.warmup)
+                    engine = measure("engine", dict(config), workdir, nproc, args.threads, args.warmup)
                     rows.append({
                         "model": model, "params_m": params / 1e6, "precision": precision, "processes": nproc,
                         "samples_per_s": engine["samples_per_s"], "peak_rss_mib": engine["peak_rss_mib"],
@@ -227,7 +228,7 @@ def main() -> None:
                     })
                     print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
     print(f"batch {args.batch_size}, {args.steps} steps (median of the last {args.steps - args.warmup}), "
-          f"{args.cores} cores per configuration; load average {os.getloadavg()[0]:.1f}")
+          f"{args.threads} thread(s) per process; load average {os.getloadavg()[0]:.1f}")
     print("| model | params | precision | processes | samples/s | peak RSS MiB/process | reference samples/s "
           "| reference RSS MiB | engine / reference |")
     print("|---|---|---|---|---|---|---|---|---|")

@@ -74,6 +74,8 @@ def test_non_finite_loss_names_the_step_and_episode_and_keeps_the_last_checkpoin
 def test_resume_with_another_model_is_refused(synthetic, tmp_path):
     config = run_config(tmp_path, steps=2, save_every=2)
     train(config)
+    with pytest.raises(ConfigError, match=r"^output_dir: .* already holds checkpoints"):
+        train(config)  # neither --resume nor a new output_dir
     config["model"]["vla_head"]["hidden_dim"] = 16
     config["train"]["steps"] = 4
     with pytest.raises(CheckpointError, match="model in the config differs"):

@@ -52,6 +52,7 @@ from vla_core.engine.setup import (
     seed_training_rng,
 )
 from vla_core.engine.state_dicts import full_model_state, full_optimizer_state, load_full_optimizer_state
+from vla_core.errors import ConfigError
 
 
 @dataclass
@@ -108,6 +109,12 @@ class Trainer:
         self.context: DistributedContext = init_distributed()
         on_main(self.context, self.checkpoints.remove_temporaries)
         self.resumed_from = self.checkpoints.resolve_resume(self.resume)
+        if self.resume is None and self.checkpoints.complete():
+            raise ConfigError(
+                f"'{self.output_dir}' already holds checkpoints of a run. Continue it with --resume auto, or start a "
+                "new run in another output_dir (or delete the old one).",
+                "output_dir",
+            )
         state = read_trainer_state(self.resumed_from) if self.resumed_from else None
         if self.resumed_from is not None:
             check_resume_compatible(self.config, self.resumed_from)
@@ -164,11 +171,12 @@ class Trainer:
     # ---- the loop --------------------------------------------------------------------------
     def fit(self) -> TrainResult:
         """Run from the current step to `train.steps`; returns where things are."""
-        self.setup()
         try:
+            self.setup()
             return self._fit()
         finally:
-            shutdown_distributed(self.context)
+            if hasattr(self, "context"):
+                shutdown_distributed(self.context)
 
     def _fit(self) -> TrainResult:
         train = self.train_config
