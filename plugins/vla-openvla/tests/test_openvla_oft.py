@@ -39,6 +39,8 @@ def test_l1_head_computation_and_keys(ref):
     torch.testing.assert_close(loss, torch.nn.L1Loss()(expected, actions))  # OFT's loss when nothing is padded
     with pytest.raises(VLAError, match="chunk_size"):
         head.predict_action(torch.randn(2, 10, 16), None, None)
+    with pytest.raises(VLAError, match="processor's chunk_size"):
+        head(hidden, None, None, torch.randn(2, 3, 3), torch.ones(2, 3, dtype=torch.bool))
 
 
 def test_predict_action_equals_ofts_reference_forward(ref, tiny_oft):

@@ -93,6 +93,12 @@ class L1RegressionActionHead(nn.Module):
         """(B, T*A, D), (B, state_dim) unused, (B, T*A), (B, T, >=A), (B, T) -> {"loss": mean L1 over
         valid steps and the A dims (OFT's nn.L1Loss when nothing is padded), "pred_actions": (B, T, A)}."""
         pred = self._predict(input_features)
+        if actions.ndim != 3 or actions.shape[1] < self.chunk_size or actions.shape[2] < self.action_dim:
+            raise VLAError(
+                f"L1RegressionActionHead predicts chunks of {self.chunk_size} x {self.action_dim} but the batch's "
+                f"actions are {tuple(actions.shape)}; set the processor's chunk_size (and max_action_dim) to at "
+                "least these."
+            )
         target = actions[:, : self.chunk_size, : self.action_dim].to(pred.dtype)
         mask = action_masks[:, : self.chunk_size].to(pred.dtype).unsqueeze(-1)
         error = F.l1_loss(pred, target, reduction="none") * mask

@@ -28,8 +28,8 @@ class OpenVLA(PrismaticVLA):
 
     `lang_tokens` are the tokenized prompt, starting with <BOS> and right-padded (for the
     released checkpoints: "In: What action should the robot take to {task}?\\nOut:"
-    followed by LLaMA's empty token 29871). `predict_action` returns (B, 1, action_dim)
-    normalised actions in [-1, 1].
+    followed by LLaMA's empty token 29871, which `prompt_suffix_token_id: 29871` appends
+    where missing). `predict_action` returns (B, 1, action_dim) normalised actions in [-1, 1].
 
     Args:
         action_dim: action tokens per step (7 for OpenVLA: xyz, rpy, gripper).

@@ -118,7 +118,9 @@ class PrismaticVLA(BaseVLA):
         position_ids: torch.Tensor | None = None,
         **kwargs: Any,
     ) -> torch.Tensor:
-        """The decoder's final (normed) hidden states (B, S, hidden), without the LM head."""
+        """The decoder's final (normed) hidden states (B, S, hidden), without the LM head. No KV
+        cache unless `use_cache=True` and `past_key_values` are passed (decoding)."""
+        kwargs.setdefault("use_cache", False)
         out = self.language_model.model(
             inputs_embeds=inputs_embeds, attention_mask=attention_mask, position_ids=position_ids, **kwargs
         )
