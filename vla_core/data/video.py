@@ -10,7 +10,8 @@ LRU cache keyed by frame number. Every returned frame is checked to be within
 keyframe index, or AV1 "intra-only" frames marked as sync samples, which are not random
 access points) falls back to decoding from the start of the file.
 
-Frames are returned as uint8 (H, W, 3) RGB (`to_ndarray(format="rgb24")`, the same
+Decoders are single-threaded, so datasets holding open videos are safe to fork into
+DataLoader workers. Frames are returned as uint8 (H, W, 3) RGB (`to_ndarray(format="rgb24")`, the same
 conversion lerobot's pyav and torchcodec backends use).
 """
 
@@ -46,7 +47,10 @@ class _OpenVideo:
         if not self.container.streams.video:
             raise DataError(f"'{path}' has no video stream.")
         self.stream = self.container.streams.video[0]
-        self.stream.thread_type = "AUTO"
+        # One decoding thread: dav1d's worker threads do not survive fork(), and a DataLoader
+        # worker that frees a decoder inherited from its parent would wait on them forever.
+        # Parallelism comes from the DataLoader's workers instead.
+        self.stream.codec_context.thread_count = 1
         self.time_base: Fraction = self.stream.time_base
         rate = self.stream.average_rate or self.stream.guessed_rate
         self.fps = float(rate) if rate else None
@@ -86,12 +90,15 @@ class VideoFrameReader:
         self._frames: OrderedDict[tuple[Path, int], tuple[float, np.ndarray]] = OrderedDict()
         self._cached_bytes = 0
         self._pid = os.getpid()
+        # Containers opened before a fork (DataLoader workers): kept referenced, never closed.
+        self._inherited: list[Any] = []
         self.stats = {"decoded": 0, "seeks": 0, "hits": 0}
 
     # Open containers cannot cross process boundaries (DataLoader workers): reopen lazily.
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
         state["_open"], state["_frames"], state["_cached_bytes"] = OrderedDict(), OrderedDict(), 0
+        state["_inherited"] = []
         return state
 
     def close(self) -> None:
@@ -118,7 +125,10 @@ class VideoFrameReader:
         return out
 
     def _video(self, path: Path) -> _OpenVideo:
-        if self._pid != os.getpid():  # forked after opening: the handles belong to the parent
+        if self._pid != os.getpid():
+            # Forked after opening: the handles belong to the parent. Freeing them here would join
+            # decoder threads that do not exist in this process (a hang), so keep them referenced.
+            self._inherited.append(self._open)
             self._open, self._frames, self._cached_bytes, self._pid = OrderedDict(), OrderedDict(), 0, os.getpid()
         video = self._open.get(path)
         if video is None:
