@@ -9,7 +9,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 from vla_openvla import hooks
-from vla_openvla.hf_checkpoint import OFT_PLATFORM_CHUNK_SIZES, load_hf_openvla, oft_spec
+from vla_openvla.hf_checkpoint import OFT_PLATFORM_CHUNK_SIZES, load_hf_openvla, oft_spec, openvla_spec
 
 import vla_core
 from vla_core.errors import CheckpointError
@@ -138,6 +138,26 @@ def test_oft_directory_loads_head_and_proprio_files(ref, hf_openvla, tmp_path):
                                              num_action_tokens=6, proprio_dim=p)
     expected = ref.reference_l1_head(head, hidden, chunk_size=2, prefix="module.model.")
     torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_released_config_json_maps_to_the_openvla_7b_spec(tmp_path):
+    """openvla/openvla-7b's config.json (abridged); sizes come from the weight headers."""
+    released = {
+        "model_type": "openvla", "use_fused_vision_backbone": True, "image_sizes": [224, 224],
+        "timm_model_ids": ["vit_large_patch14_reg4_dinov2.lvd142m", "vit_so400m_patch14_siglip_224"],
+        "timm_override_act_layers": [None, None], "pad_to_multiple_of": 64, "n_action_bins": 256,
+        "text_config": {"model_type": "llama", "pad_token_id": 32000, "torch_dtype": "bfloat16", "vocab_size": 32064},
+        "norm_stats": {"bridge_orig": {"action": {"q01": [0.0] * 7, "q99": [1.0] * 7}}},
+    }
+    # Stand-in headers: the real fc1 is (8704, 2176) and the embedding (32064, 4096).
+    save_file({"projector.fc1.weight": torch.zeros(16, 4), "language_model.model.embed_tokens.weight":
+               torch.zeros(32064, 8, dtype=torch.bfloat16)}, str(tmp_path / "model.safetensors"))
+    spec = openvla_spec(tmp_path, released)
+    assert spec["type"] == "OpenVLA" and spec["action_dim"] == 7 and spec["prompt_suffix_token_id"] == 29871
+    assert spec["projector"] == {"type": "PrismaticProjector", "in_dim": 4, "out_dim": 8, "arch": "fused-gelu-mlp"}
+    assert spec["vision_backbone"]["timm_model_ids"] == released["timm_model_ids"]
+    assert spec["vision_backbone"]["image_normalization"] == "timm"
+    assert spec["text_config"]["vocab_size"] == 32064 and spec["text_config"]["pad_token_id"] == 32000
 
 
 def test_oft_platforms_set_the_chunk_size():
