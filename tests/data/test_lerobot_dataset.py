@@ -124,7 +124,7 @@ def test_chunks_never_cross_episodes(v30_video_root):
     ds = LeRobotDataset(str(v30_video_root), chunk_size=5)
     for i in range(len(ds)):
         sample = ds[i]
-        start, end = ds.episode_range(sample["episode_index"])
+        _, end = ds.episode_range(sample["episode_index"])
         valid = (i + np.arange(5)) < end
         assert sample["action_is_pad"].tolist() == (~valid).tolist()
         # action[0] encodes -(100 * episode + frame): every row is from this episode
@@ -170,8 +170,13 @@ def test_fingerprint_is_stable_and_tracks_content(v30_video_root, tmp_path):
 def test_embodiment_selects_and_orders_keys(v30_video_root):
     ds = LeRobotDataset(
         str(v30_video_root),
-        embodiment={"name": "arm", "embodiment_id": 3, "cameras": ["observation.images.wrist"],
-                    "state": ["observation.state"], "action": [{"key": "action", "dim": 7, "norm": "min_max"}]},
+        embodiment={
+            "name": "arm",
+            "embodiment_id": 3,
+            "cameras": ["observation.images.wrist"],
+            "state": ["observation.state"],
+            "action": [{"key": "action", "dim": 7, "norm": "min_max"}],
+        },
     )
     sample = ds[0]
     assert list(sample["images"]) == ["observation.images.wrist"] and sample["embodiment_id"] == 3
@@ -188,7 +193,8 @@ def test_dataloader_workers_decode_video(v30_video_root):
     seen = [s for batch in loader for s in batch]
     assert [s["index"] for s in seen] == list(range(len(ds)))
     for i in (0, 17, 35):
-        np.testing.assert_array_equal(seen[i]["images"]["observation.images.top"], ds[i]["images"]["observation.images.top"])
+        camera = "observation.images.top"
+        np.testing.assert_array_equal(seen[i]["images"][camera], ds[i]["images"][camera])
 
 
 # ---- bad input ------------------------------------------------------------------------------
@@ -208,7 +214,7 @@ def test_unsupported_version_and_unfinalized_dataset(tmp_path, v30_video_root):
     shutil.copytree(v30_video_root, copy)
     info = json.loads((copy / "meta/info.json").read_text())
     (copy / "meta/info.json").write_text(json.dumps({**info, "codebase_version": "v1.6"}))
-    with pytest.raises(DataError, match="v1.6"):
+    with pytest.raises(DataError, match=r"v1\.6"):
         LeRobotDataset(str(copy))
     (copy / "meta/info.json").write_text(json.dumps(info))
     shutil.rmtree(copy / "meta/episodes")
@@ -222,7 +228,7 @@ def test_configured_key_absent_names_it_and_lists_the_keys(v30_video_root):
     message = str(info.value)
     assert "'observation.joint_positions' is not in" in message
     assert "observation.state" in message and "action" in message  # the dataset's keys are listed
-    with pytest.raises(DataError, match="camera key 'observation.images.left' is not in"):
+    with pytest.raises(DataError, match=r"camera key 'observation\.images\.left' is not in"):
         LeRobotDataset(str(v30_video_root), embodiment={"cameras": ["observation.images.left"]})
 
 
@@ -243,10 +249,10 @@ def test_missing_data_or_video_file(tmp_path, v30_video_root):
     shutil.copytree(v30_video_root, copy)
     (copy / "videos/observation.images.top/chunk-000/file-000.mp4").unlink()
     ds = LeRobotDataset(str(copy))
-    with pytest.raises(DataError, match="video file .* is missing"):
+    with pytest.raises(DataError, match=r"video file .* is missing"):
         ds[0]
     (copy / "data/chunk-000/file-000.parquet").unlink()
-    with pytest.raises(DataError, match="data file .* is missing"):
+    with pytest.raises(DataError, match=r"data file .* is missing"):
         LeRobotDataset(str(copy))
 
 

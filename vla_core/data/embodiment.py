@@ -199,6 +199,10 @@ class EmbodimentSpec(BaseModel):
                     f"least {dim}, or select fewer {role} keys."
                 )
 
+    def layout(self) -> dict[str, list[tuple[str, int]]]:
+        """{"state": [(key, dim), ...], "action": [...]} (after `resolve`)."""
+        return {role: [(f.key, int(f.dim or 0)) for f in getattr(self, role) or []] for role in ("state", "action")}
+
     def feature_roles(self) -> dict[str, tuple[str, int, str]]:
         """{key: (role, dim, norm)} for every state and action feature, in order."""
         out: dict[str, tuple[str, int, str]] = {}

@@ -34,7 +34,7 @@ from vla_core.atomic import atomic_directory
 from vla_core.data.images import as_uint8_hwc, encode_png
 from vla_core.data.lerobot_meta import EPISODES_DIR, INFO_PATH, STATS_PATH, TASKS_PARQUET
 from vla_core.data.stats import QUANTILES, compute_stats
-from vla_core.data.video import VideoEncoder
+from vla_core.data.video import VideoAppender, VideoEncoder
 from vla_core.errors import DataError, VLAError
 
 CODEBASE_VERSION = "v3.0"
@@ -110,7 +110,7 @@ class LeRobotWriter:
         self._image_hist: dict[str, list[tuple[np.ndarray, int]]] = {k: [] for k in self.image_keys + self.video_keys}
         self._data_writer: Any = None
         self._data_file = (0, 0)
-        self._videos: dict[str, dict[str, Any]] = {}
+        self._videos: dict[str, tuple[VideoAppender, int, int]] = {}  # key -> (current file, chunk, file index)
         self._finished = False
         self._reset_episode()
         return self
@@ -259,28 +259,36 @@ class LeRobotWriter:
         return {"data/chunk_index": chunk, "data/file_index": file}
 
     def _append_video(self, key: str, frames: list[np.ndarray]) -> dict[str, Any]:
-        state = self._videos.get(key)
-        if state is not None and _size(state["encoder"].path) >= self.video_limit:
-            state["encoder"].close()
-            chunk, file = _next_file(state["chunk"], state["file"], self.chunks_size)
-            state = None
-        else:
-            chunk, file = (state["chunk"], state["file"]) if state else (0, 0)
-        if state is None:
-            height, width, _ = self.features[key]["shape"]
+        """Encode the episode on its own (a fresh encoder, flushed at its end), then append its
+        packets to the camera's current shared mp4; start a new file past the size limit."""
+        chunk, file = 0, 0
+        current = self._videos.get(key)
+        if current is not None:
+            appender, chunk, file = current
+            if appender.num_bytes >= self.video_limit:
+                appender.close()
+                chunk, file = _next_file(chunk, file, self.chunks_size)
+                current = None
+        if current is None:
             path = self.tmp / VIDEO_PATH.format(video_key=key, chunk_index=chunk, file_index=file)
-            s = self.video_settings
-            encoder = VideoEncoder(path, self.fps, width, height, s["codec"], s["pix_fmt"], s["gop"], s["crf"])
-            state = self._videos[key] = {"encoder": encoder, "chunk": chunk, "file": file}
-        encoder = state["encoder"]
-        start = encoder.num_frames / self.fps
-        for image in frames:
-            encoder.add(image)
+            self._videos[key] = (VideoAppender(path, self.fps), chunk, file)
+        appender = self._videos[key][0]
+        height, width, _ = self.features[key]["shape"]
+        episode_file = self.tmp / f".episode-{key}.mp4"
+        s = self.video_settings
+        encoder = VideoEncoder(episode_file, self.fps, width, height, s["codec"], s["pix_fmt"], s["gop"], s["crf"])
+        try:
+            for image in frames:
+                encoder.add(image)
+        finally:
+            encoder.close()
+        start = appender.append(episode_file, len(frames))
+        episode_file.unlink()
         return {
-            f"videos/{key}/chunk_index": state["chunk"],
-            f"videos/{key}/file_index": state["file"],
+            f"videos/{key}/chunk_index": chunk,
+            f"videos/{key}/file_index": file,
             f"videos/{key}/from_timestamp": start,
-            f"videos/{key}/to_timestamp": encoder.num_frames / self.fps,
+            f"videos/{key}/to_timestamp": appender.num_frames / self.fps,
         }
 
     def _episode_stats(self, columns: dict[str, np.ndarray]) -> dict[str, Any]:
@@ -343,8 +351,8 @@ class LeRobotWriter:
         if self._data_writer is not None:
             self._data_writer.close()
             self._data_writer = None
-        for state in self._videos.values():
-            state["encoder"].close()
+        for appender, _, _ in self._videos.values():
+            appender.close()
         self._videos = {}
 
     def _write_meta(self) -> None:

@@ -182,11 +182,8 @@ class VLAProcessor:
     def check_dataset(self, dataset: Any) -> None:
         """Raise DataError when `dataset`'s state/action features differ from the ones this
         processor was fitted on (e.g. predicting from another robot's data)."""
-        layout = {
-            role: [(f.key, int(f.dim or 0)) for f in getattr(dataset.embodiment, role) or []]
-            for role in ("state", "action")
-        }
-        self._stats().validate_against(layout, what=f"the dataset at '{getattr(dataset, 'root', dataset)}'")
+        where = f"the dataset at '{getattr(dataset, 'root', dataset)}'"
+        self._stats().validate_against(dataset.embodiment.layout(), what=where)
 
     # ---- raw -> model inputs ----------------------------------------------------------------
     def __call__(self, raw: dict[str, Any]) -> dict[str, torch.Tensor]:
@@ -346,9 +343,8 @@ class VLAProcessor:
         if processor.tokenizer is None:
             processor.tokenizer = WordTokenizer.load(directory / PROCESSOR_DIR)
         statistics = DatasetStatistics.load(directory / STATS_FILE)
-        layout = {role: [(f.key, int(f.dim or 0)) for f in getattr(embodiment, role) or []] for role in ("state", "action")}
         statistics.validate_against(
-            layout,
+            embodiment.layout(),
             max_state_dim=processor.max_state_dim,
             max_action_dim=processor.max_action_dim,
             what=f"the checkpoint's processor ({config_path})",
@@ -357,7 +353,9 @@ class VLAProcessor:
         return processor
 
     def __repr__(self) -> str:
-        fitted = f", cameras={self.cameras}, state_dim={self.state_dim}, action_dim={self.action_dim}" if self.is_fitted else ""
+        fitted = ""
+        if self.is_fitted:
+            fitted = f", cameras={self.cameras}, state_dim={self.state_dim}, action_dim={self.action_dim}"
         return f"VLAProcessor(image_size={list(self.image_size)}, max_lang_len={self.max_lang_len}{fitted})"
 
 

@@ -226,6 +226,8 @@ class VideoEncoder:
         options = {"g": str(gop)}
         if crf is not None and codec not in ("mpeg4",):
             options["crf"] = str(crf)
+        if codec in ("h264", "libx264", "hevc", "libx265"):
+            options["bf"] = "0"  # no B-frames: decode order = display order, so episodes append cleanly
         try:
             self.container = av.open(str(path), "w")
             self.stream = self.container.add_stream(codec, rate=fps, options=options)
@@ -257,3 +259,56 @@ class VideoEncoder:
         for packet in self.stream.encode(None):
             self.container.mux(packet)
         self.container.close()
+
+
+class VideoAppender:
+    """Append whole encoded episodes to one MP4 by copying their packets (no re-encoding),
+    shifting their timestamps so each starts where the previous one ended, as lerobot's
+    concatenation does. Every episode file must come from the same encoder settings.
+
+    Args:
+        path: the shared output .mp4.
+        fps: frames per second (an episode of n frames occupies n / fps seconds).
+    """
+
+    def __init__(self, path: Path, fps: int) -> None:
+        self.path, self.fps = path, fps
+        self.container: Any = None
+        self.stream: Any = None
+        self.num_frames = 0  # frames appended so far; the next episode starts at num_frames / fps
+        self.num_bytes = 0
+        self._last_dts = -(2**62)
+
+    def append(self, episode_file: Path, num_frames: int) -> float:
+        """Append an episode's mp4; returns its start time (s) in the shared file."""
+        import av
+
+        start = self.num_frames / self.fps
+        with av.open(str(episode_file)) as source:
+            stream = source.streams.video[0]
+            if self.container is None:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self.container = av.open(str(self.path), "w")
+                self.stream = self.container.add_stream_from_template(stream, opaque=True)
+            offset = round(start / stream.time_base)
+            for packet in source.demux(stream):
+                if packet.dts is None:  # the demuxer's final empty packet
+                    continue
+                packet.pts += offset
+                packet.dts += offset
+                if packet.dts <= self._last_dts:
+                    raise DataError(
+                        f"appending '{episode_file}' to '{self.path}' would reorder decoding timestamps; encode "
+                        "episodes without B-frames (the writer's default settings do)."
+                    )
+                self._last_dts = packet.dts
+                packet.stream = self.stream
+                self.container.mux(packet)
+                self.num_bytes += packet.size
+        self.num_frames += num_frames
+        return start
+
+    def close(self) -> None:
+        if self.container is not None:
+            self.container.close()
+            self.container = None
