@@ -73,6 +73,20 @@ def test_rows_without_a_valid_step_carry_no_loss(ref, tiny_openvla):
     torch.testing.assert_close(both, first["loss"])
 
 
+def test_a_masked_camera_counts_as_absent(ref, tiny_openvla):
+    """img_masks False removes that camera's patches: same loss and actions as without the camera."""
+    two = ref.prompt_batch([6, 8], seed=19, n_cam=2)
+    two["img_masks"][0, 1] = False
+    one = {**two, "images": two["images"][:, :1], "img_masks": two["img_masks"][:, :1]}
+    actions, masks = actions_for(2, seed=20), torch.ones(2, 1, dtype=torch.bool)
+    with torch.no_grad():
+        got = tiny_openvla(**two, actions=actions, action_masks=masks)["action_logits"][0]
+        expected = tiny_openvla(**one, actions=actions, action_masks=masks)["action_logits"][0]
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(tiny_openvla.predict_action(**observation(two))[0],
+                               tiny_openvla.predict_action(**observation(one))[0], rtol=0, atol=0)
+
+
 def test_predict_action_equals_transformers_greedy_generate(ref, tiny_openvla):
     lengths = [6, 9]
     batch = ref.prompt_batch(lengths, seed=7)

@@ -86,6 +86,15 @@ def test_prompt_suffix_is_appended_where_missing(ref, tiny_oft):
     torch.testing.assert_close(already, expected, rtol=1e-5, atol=1e-5)
 
 
+def test_a_masked_camera_counts_as_absent(ref, tiny_oft):
+    two = observation(ref.prompt_batch([6, 6], seed=20, n_cam=2))
+    two["img_masks"][0, 1] = False
+    one = {**two, "images": two["images"][:1, :1], "img_masks": two["img_masks"][:1, :1],
+           **{k: two[k][:1] for k in ("lang_tokens", "lang_masks", "states")}}
+    torch.testing.assert_close(tiny_oft.predict_action(**two)[:1], tiny_oft.predict_action(**one),
+                               rtol=1e-5, atol=1e-5)
+
+
 def test_causal_prefix_keeps_the_prompt_causal(ref):
     torch.manual_seed(0)
     vla = vla_core.build_vla(ref.oft_spec(attention="causal_prefix")).eval()

@@ -131,7 +131,7 @@ class OpenVLA(PrismaticVLA):
         targets = self.target_tokens(actions)  # (B, K)
         embeds, mask, labels = self.multimodal_inputs(images, lang_tokens, lang_masks, img_masks, targets)
         labels[~action_masks[:, 0].bool()] = IGNORE_INDEX
-        hidden = self.last_hidden_state(embeds, mask.long())
+        hidden = self.last_hidden_state(embeds, mask.long(), self.valid_positions(mask))
         # Position p predicts token p + 1: only the positions before a target need logits.
         predictors = labels[:, 1:] != IGNORE_INDEX  # (B, S-1), K per row with a valid step
         logits = self.language_model.lm_head(hidden[:, :-1][predictors])  # (N_targets, V)
@@ -185,9 +185,9 @@ class OpenVLA(PrismaticVLA):
         # Without padding, transformers' defaults are exact (no mask, positions 0.. continuing
         # through the cache) and let SDPA use its causal kernel. With padding, the mask hides
         # it and explicit positions continue each row's prompt.
-        padded = not bool(mask.all())
+        positions = self.valid_positions(mask)  # (B, S) or None
+        padded = positions is not None
         rows = torch.arange(mask.shape[0], device=mask.device)
-        positions = (mask.long().cumsum(dim=1) - 1).clamp(min=0) if padded else None  # (B, S)
         next_position = mask.long().sum(dim=1)  # (B,) the position of the first generated token
         last_valid = mask.long().cumsum(dim=1).argmax(dim=1)  # (B,) index of the last valid entry
         cache = DynamicCache(config=self.language_model.config) if use_cache else None

@@ -136,7 +136,8 @@ class OpenVLAOFT(PrismaticVLA):
         is_action = torch.cat([is_action[:, :1], torch.zeros_like(prefix_mask), is_action[:, 1:]], dim=1)
         hidden = self._bidirectional_fast_path(embeds, valid)
         if hidden is None:
-            hidden = self.last_hidden_state(embeds, self._attention_mask(valid, is_action, embeds.dtype))
+            hidden = self.last_hidden_state(embeds, self._attention_mask(valid, is_action, embeds.dtype),
+                                            self.valid_positions(valid))
 
         # The hidden state one position before each action token, as in OFT's training and inference.
         first_action = is_action.long().argmax(dim=1)  # (B,)

@@ -111,6 +111,14 @@ class PrismaticVLA(BaseVLA):
         mask = torch.cat([token_mask[:, :1], inserted_mask, token_mask[:, 1:]], dim=1)
         return embeds, mask
 
+    @staticmethod
+    def valid_positions(mask: torch.Tensor) -> torch.Tensor | None:
+        """Rotary positions that skip masked entries (a masked camera's patches, padding):
+        mask (B, S) bool -> (B, S) long, or None when nothing is masked (0..S-1 then)."""
+        if bool(mask.all()):
+            return None
+        return (mask.long().cumsum(dim=1) - 1).clamp(min=0)
+
     def last_hidden_state(
         self,
         inputs_embeds: torch.Tensor,
