@@ -40,7 +40,7 @@ def read_checkpoint_config(path: Path) -> dict[str, Any]:
 
 
 def load_pretrained(path: str | Path, *, use_inference_model: bool = True, strict: bool = True) -> Any:
-    """Load a saved VLA, in eval mode.
+    """Load a saved VLA, in eval mode, with `vla.processor` set when the checkpoint has one.
 
     Args:
         path: a directory written by `save_pretrained` / `vla train`, or a foreign checkpoint
@@ -62,6 +62,11 @@ def load_pretrained(path: str | Path, *, use_inference_model: bool = True, stric
         vla = merge_adapter(vla, path / "adapter")
     vla.checkpoint_dir = path
     vla.checkpoint_config = config
+    # The processor saved with the checkpoint (raw observation -> inputs, actions -> robot
+    # units); None when the checkpoint has none. Its statistics are validated on load.
+    from vla_core.data.processor import load_processor
+
+    vla.processor = load_processor(path)
     return vla.eval()
 
 
