@@ -10,6 +10,7 @@ from vla_metaworld.tasks import DEMO_TASKS
 from vla_core.envs.make import make_env
 from vla_core.envs.rollout import run_episode
 from vla_core.errors import EnvError
+from vla_core.protocols import Env
 
 
 @pytest.fixture(scope="module")
@@ -20,7 +21,7 @@ def env() -> MetaWorldEnv:
 
 
 def test_registered_as_a_vla_env_and_described_by_its_spec(env: MetaWorldEnv) -> None:
-    assert isinstance(env, MetaWorldEnv)
+    assert isinstance(env, MetaWorldEnv) and isinstance(env, Env)
     assert env.spec.action_dim == 4 and env.spec.state_dim == 4
     assert env.spec.camera_names == ("corner4",)
     assert len(env.tasks()) == 50 and env.instruction("window-open") == "open the window"

@@ -9,6 +9,8 @@ prints the figure).
 from __future__ import annotations
 
 import atexit
+import contextlib
+import importlib.util
 import weakref
 
 import numpy as np
@@ -25,6 +27,15 @@ UPSIDE_DOWN_CAMERAS = frozenset({"corner", "corner2", "corner3", "corner4"})
 
 # Scene flags that cost time and add nothing at this resolution.
 _SLOW_FLAGS = ("mjRND_SHADOW", "mjRND_REFLECTION", "mjRND_SKYBOX", "mjRND_FOG", "mjRND_HAZE")
+
+
+def load_triton_before_mesa() -> None:
+    """Mesa's software rasteriser (llvmpipe) loads the system libLLVM into the process, and
+    triton (shipped with CUDA builds of torch, imported by transformers) segfaults when its
+    own LLVM is loaded after that. Loading triton first avoids the crash."""
+    if importlib.util.find_spec("triton") is not None:
+        with contextlib.suppress(Exception):
+            import triton  # noqa: F401
 
 
 def check_camera(camera: str) -> None:
@@ -44,6 +55,7 @@ class FastCamera:
     def __init__(self, model: object, camera: str, size: int) -> None:
         check_camera(camera)
         backend = configure_gl()
+        load_triton_before_mesa()
         import mujoco
 
         model.vis.global_.offwidth = size  # the smallest offscreen buffer that holds the image
