@@ -131,7 +131,8 @@ def main() -> None:
         cells = [f"{r['ms'][c]:.1f} (x{r['ratio'][c]:.2f})" for c in cols]
         fp32_diff = max(r["max_diff"][c] for c in cols if c != "bf16" and c != "reference")
         ok = "ok" if r["bf16_rel"] <= BF16_TOLERANCE else "EXCEEDS"
-        print(f"| {r['size']} | {r['params_m']:.1f}M | {r['seq']} | " + " | ".join(cells)
+        params = f"{r['params_m']:.1f}M" if r["params_m"] >= 1 else f"{r['params_m'] * 1e3:.0f}K"
+        print(f"| {r['size']} | {params} | {r['seq']} | " + " | ".join(cells)
               + f" | {fp32_diff:.1e} | {r['bf16_rel']:.3f} ({ok} <= {BF16_TOLERANCE}) |")
 
 
