@@ -46,18 +46,20 @@ class AdaptiveRMSNorm(nn.Module):
         return f"{self.dim}, cond_dim={self.cond_dim}, eps={self.eps}"
 
 
-def normalize(norm: nn.Module, x: torch.Tensor, cond: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+def normalize(
+    norm: nn.Module, x: torch.Tensor, cond: torch.Tensor | None, scale: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Apply a Gemma RMSNorm (`weight`, `eps`) or an adaptive one -> (normalised x, gate or None).
 
-    Gemma's norm is computed as transformers does (float32, scale 1 + weight), in one
-    fused kernel instead of its five elementwise ops.
+    Gemma's norm is computed as transformers does: in float32, scaled by `1 + weight`
+    (pass that as `scale` when it is precomputed).
     """
     if isinstance(norm, AdaptiveRMSNorm):
         if cond is None:
             raise ValueError("this layer uses adaptive RMSNorm (pi0.5) and needs a conditioning vector; pass cond=")
         return norm(x, cond)
-    normed = F.rms_norm(x.float(), (x.shape[-1],), 1.0 + norm.weight.float(), norm.eps)
-    return normed.type_as(x), None
+    scale = 1.0 + norm.weight.float() if scale is None else scale
+    return F.rms_norm(x.float(), (x.shape[-1],), scale, norm.eps).type_as(x), None
 
 
 def gated_residual(x: torch.Tensor, y: torch.Tensor, gate: torch.Tensor | None) -> torch.Tensor:

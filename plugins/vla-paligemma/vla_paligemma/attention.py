@@ -7,18 +7,35 @@ False and SDPA never produces NaNs that could leak through a masked value.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 import torch.nn.functional as F
 
 
-def rotate_half(x: torch.Tensor) -> torch.Tensor:
-    half = x.shape[-1] // 2
-    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+class Rotary(NamedTuple):
+    """RoPE tables as our kernels use them, built once per call.
+
+    Attributes:
+        cos: (B, S, 1, Dh) cosines, broadcast over heads.
+        sin: (B, S, 1, Dh) sines with the first half negated, so that rotating is
+            `x * cos + swap_halves(x) * sin` (Gemma's `rotate_half` folded into the table).
+    """
+
+    cos: torch.Tensor
+    sin: torch.Tensor
+
+    @classmethod
+    def from_cos_sin(cls, cos: torch.Tensor, sin: torch.Tensor) -> Rotary:
+        """cos, sin (B, S, Dh) as transformers' rotary embedding returns them."""
+        half = sin.shape[-1] // 2
+        return cls(cos[:, :, None], torch.cat([-sin[..., :half], sin[..., half:]], dim=-1)[:, :, None])
 
 
-def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """x (B, S, heads, Dh); cos, sin (B, S, Dh) -> x rotated by its positions (Gemma's half-split RoPE)."""
-    return x * cos[:, :, None] + rotate_half(x) * sin[:, :, None]
+def apply_rope(x: torch.Tensor, rotary: Rotary) -> torch.Tensor:
+    """x (B, S, heads, Dh) -> x rotated by its positions (Gemma's half-split RoPE), in three ops."""
+    swapped = x.unflatten(-1, (2, x.shape[-1] // 2)).flip(-2).flatten(-2)
+    return torch.addcmul(x * rotary.cos, swapped, rotary.sin)
 
 
 def grouped_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -22,8 +22,9 @@ from torch import nn
 from vla_core.config import LLMBackboneSpec, ProjectorSpec
 from vla_core.errors import ConfigError, DataError
 from vla_core.models import BaseVLA, build_component
-from vla_paligemma.attention import additive_mask, key_padding_mask
+from vla_paligemma.attention import Rotary, additive_mask, key_padding_mask
 from vla_paligemma.flow_matching import denoising_times, masked_mse, sample_time, sinusoidal_time_embedding
+from vla_paligemma.fused_weights import FusedExpertWeights
 from vla_paligemma.joint_attention import StaticKVCache, expert_block, joint_pass, prefix_cache
 
 
@@ -106,6 +107,7 @@ class FlowMatchingVLA(BaseVLA, metaclass=ABCMeta):
         self.action_in_proj = self._projector(action_in_proj, max_action_dim, proj_width, "action_in_proj")
         self.action_out_proj = self._projector(action_out_proj, proj_width, max_action_dim, "action_out_proj")
         self._check_geometry()
+        self._fused_expert = FusedExpertWeights()  # not a module: no parameters, not saved
 
     # ---- construction ------------------------------------------------------------
     def _expert_defaults(self, proj_width: int) -> dict[str, Any]:
@@ -286,17 +288,18 @@ class FlowMatchingVLA(BaseVLA, metaclass=ABCMeta):
         step_times = torch.tensor(times, dtype=torch.float32, device=x.device).repeat_interleave(batch)
         time_emb = self.time_embedding(step_times).reshape(num_steps, batch, -1)
         time_terms, conds = self.step_conditioning(time_emb)
-        cache, rope, mask = self._prepare_cache(prefix, prefix_mask, states)
+        fused = self._fused_expert.get(self.llm_expert)
+        cache, rotary, mask = self._prepare_cache(prefix, prefix_mask, states)
         for step in range(num_steps):
             cond = None if conds is None else conds[step]
             tokens = self.action_tokens(x, None if time_terms is None else time_terms[step])
-            hidden = expert_block(self.llm_expert, cache, tokens, rope, mask, cond)
+            hidden = expert_block(self.llm_expert, cache, tokens, rotary, mask, cond, fused)
             x = x + dt * self.action_out_proj(self.llm_expert.final_norm(hidden, cond))
         return x
 
     def _prepare_cache(
         self, prefix: torch.Tensor, prefix_mask: torch.Tensor, states: torch.Tensor
-    ) -> tuple[StaticKVCache, tuple[torch.Tensor, torch.Tensor], torch.Tensor]:
+    ) -> tuple[StaticKVCache, Rotary, torch.Tensor]:
         """Prefix (and context tokens) into the cache; RoPE tables and mask of the action block."""
         context = self.context_tokens(states)
         context_len = 0 if context is None else context.shape[1]
@@ -306,8 +309,8 @@ class FlowMatchingVLA(BaseVLA, metaclass=ABCMeta):
             positions = cache.next_position[:, None] + torch.arange(context_len, device=prefix.device)
             end = cache.length + context_len
             mask = additive_mask(key_padding_mask(cache.key_mask[:, :end]), context.dtype)
-            expert_block(self.llm_expert, cache, context, self.llm_expert.rope(positions, context.dtype), mask)
+            expert_block(self.llm_expert, cache, context, self.llm_expert.rotary(positions, context.dtype), mask)
             cache.commit(context_len)
         positions = cache.next_position[:, None] + torch.arange(self.n_action_steps, device=prefix.device)
-        rope = self.llm_expert.rope(positions, prefix.dtype)
-        return cache, rope, additive_mask(key_padding_mask(cache.key_mask), prefix.dtype)
+        rotary = self.llm_expert.rotary(positions, prefix.dtype)
+        return cache, rotary, additive_mask(key_padding_mask(cache.key_mask), prefix.dtype)

@@ -23,7 +23,7 @@ from transformers.models.gemma.modeling_gemma import (
 
 from vla_core.protocols import BackboneOutput
 from vla_paligemma.adarms import AdaptiveRMSNorm, normalize
-from vla_paligemma.attention import grouped_attention, positions_from_mask
+from vla_paligemma.attention import Rotary, grouped_attention, positions_from_mask
 from vla_paligemma.gemma_layers import attention_inputs, attention_output
 from vla_paligemma.weights import load_component_weights
 
@@ -45,15 +45,10 @@ class GemmaExpertLayer(nn.Module):
         self.post_attention_layernorm = rms_norm(config, adarms_cond_dim)
 
     def forward(
-        self,
-        x: torch.Tensor,
-        cos: torch.Tensor,
-        sin: torch.Tensor,
-        mask: torch.Tensor,
-        cond: torch.Tensor | None = None,
+        self, x: torch.Tensor, rotary: Rotary, mask: torch.Tensor, cond: torch.Tensor | None = None
     ) -> torch.Tensor:
-        """x (B, S, D); cos, sin (B, S, Dh); mask (B, 1, S, S) bool; cond (B, C) -> (B, S, D)."""
-        q, k, v, gate = attention_inputs(self, x, cos, sin, cond)
+        """x (B, S, D); rotary tables at the positions; mask (B, 1, S, S) bool; cond (B, C) -> (B, S, D)."""
+        q, k, v, gate = attention_inputs(self, x, rotary, cond)
         return attention_output(self, x, grouped_attention(q, k, v, mask), gate, cond)
 
 
@@ -152,6 +147,10 @@ class GemmaLLMBackbone(nn.Module):
         probe = torch.empty(0, dtype=dtype, device=positions.device)
         return self.rotary_emb(probe, positions)
 
+    def rotary(self, positions: torch.Tensor, dtype: torch.dtype) -> Rotary:
+        """positions (B, S) long -> RoPE tables for our attention kernels."""
+        return Rotary.from_cos_sin(*self.rope(positions, dtype))
+
     def final_norm(self, x: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
         """x (B, S, D) -> the last RMSNorm (adaptive with cond for pi0.5)."""
         return normalize(self.norm, x, cond)[0]
@@ -168,10 +167,10 @@ class GemmaLLMBackbone(nn.Module):
             mask = mask & torch.ones(seq, seq, dtype=torch.bool, device=valid.device).tril()
         # A query always sees itself, so a fully padded row (left padding) stays finite.
         mask = mask | torch.eye(seq, dtype=torch.bool, device=valid.device)
-        cos, sin = self.rope(positions_from_mask(valid).clamp(min=0), inputs_embeds.dtype)
+        rotary = self.rotary(positions_from_mask(valid).clamp(min=0), inputs_embeds.dtype)
         x = inputs_embeds
         for layer in self.layers:
-            x = layer(x, cos, sin, mask, cond)
+            x = layer(x, rotary, mask, cond)
         return BackboneOutput(self.final_norm(x, cond), valid, None)
 
     def fsdp_unit_types(self) -> set[type[nn.Module]]:

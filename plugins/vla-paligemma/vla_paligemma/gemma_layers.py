@@ -6,16 +6,19 @@ layer with *one* attention over both sequences. Each layer is therefore split in
 residual, norm, MLP, residual), and the attention itself is computed in between over
 the keys of both models. They work on any layer with Gemma's parameter names
 (`self_attn.{q,k,v,o}_proj`, `mlp`, `input_layernorm`, `post_attention_layernorm`):
-transformers' `GemmaDecoderLayer` and our `GemmaExpertLayer` alike.
+transformers' `GemmaDecoderLayer` and our `GemmaExpertLayer` alike. With `fused`
+weights (inference, see fused_weights.py) the same computation takes fewer products.
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from vla_paligemma.adarms import gated_residual, normalize
-from vla_paligemma.attention import apply_rope
+from vla_paligemma.attention import Rotary, apply_rope
+from vla_paligemma.fused_weights import FusedLayer
 
 
 def _heads(proj: nn.Linear, h: torch.Tensor, head_dim: int) -> torch.Tensor:
@@ -25,30 +28,40 @@ def _heads(proj: nn.Linear, h: torch.Tensor, head_dim: int) -> torch.Tensor:
 
 
 def attention_inputs(
-    layer: nn.Module, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, cond: torch.Tensor | None = None
+    layer: nn.Module,
+    x: torch.Tensor,
+    rotary: Rotary,
+    cond: torch.Tensor | None = None,
+    fused: FusedLayer | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    """x (B, S, D) residual stream; cos, sin (B, S, Dh); cond (B, C) for adaRMS layers
-    -> q (B, S, H, Dh), k (B, Hkv, S, Dh), v (B, Hkv, S, Dh), gate of the attention residual."""
-    h, gate = normalize(layer.input_layernorm, x, cond)
-    q = apply_rope(_heads(layer.self_attn.q_proj, h, layer.self_attn.head_dim), cos, sin)
-    k, v = _key_value(layer, h, cos, sin)
-    return q, k, v, gate
-
-
-def _key_value(
-    layer: nn.Module, h: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
+    """x (B, S, D) residual stream; rotary tables at the tokens' positions; cond (B, C) for
+    adaRMS layers -> q (B, S, H, Dh), k (B, Hkv, S, Dh), v (B, Hkv, S, Dh), gate of the
+    attention residual."""
     attn = layer.self_attn
-    k = apply_rope(_heads(attn.k_proj, h, attn.head_dim), cos, sin).transpose(1, 2)
+    h, gate = normalize(layer.input_layernorm, x, cond, None if fused is None else fused.input_scale)
+    if fused is None:
+        q = apply_rope(_heads(attn.q_proj, h, attn.head_dim), rotary)
+        k, v = _key_value(layer, h, rotary)
+        return q, k, v, gate
+    batch, seq, _ = h.shape
+    heads, kv_heads = fused.heads, fused.kv_heads
+    qkv = F.linear(h, fused.qkv).view(batch, seq, heads + 2 * kv_heads, attn.head_dim)
+    qk = apply_rope(qkv[:, :, : heads + kv_heads], rotary)  # q and k rotated together
+    return qk[:, :, :heads], qk[:, :, heads:].transpose(1, 2), qkv[:, :, heads + kv_heads :].transpose(1, 2), gate
+
+
+def _key_value(layer: nn.Module, h: torch.Tensor, rotary: Rotary) -> tuple[torch.Tensor, torch.Tensor]:
+    attn = layer.self_attn
+    k = apply_rope(_heads(attn.k_proj, h, attn.head_dim), rotary).transpose(1, 2)
     return k, _heads(attn.v_proj, h, attn.head_dim).transpose(1, 2)
 
 
 def key_value(
-    layer: nn.Module, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, cond: torch.Tensor | None = None
+    layer: nn.Module, x: torch.Tensor, rotary: Rotary, cond: torch.Tensor | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Keys and values only (B, Hkv, S, Dh): all a layer contributes when its queries'
     outputs are never read (the prefix in the last layer)."""
-    return _key_value(layer, normalize(layer.input_layernorm, x, cond)[0], cos, sin)
+    return _key_value(layer, normalize(layer.input_layernorm, x, cond)[0], rotary)
 
 
 def attention_output(
@@ -57,8 +70,12 @@ def attention_output(
     attended: torch.Tensor,
     gate: torch.Tensor | None,
     cond: torch.Tensor | None = None,
+    fused: FusedLayer | None = None,
 ) -> torch.Tensor:
     """x (B, S, D) residual stream; attended (B, S, H * Dh) attention result -> the layer's output (B, S, D)."""
     x = gated_residual(x, layer.self_attn.o_proj(attended), gate)
-    h, mlp_gate = normalize(layer.post_attention_layernorm, x, cond)
-    return gated_residual(x, layer.mlp(h), mlp_gate)
+    h, mlp_gate = normalize(layer.post_attention_layernorm, x, cond, None if fused is None else fused.post_scale)
+    if fused is None:
+        return gated_residual(x, layer.mlp(h), mlp_gate)
+    gate_proj, up_proj = F.linear(h, fused.gate_up).chunk(2, dim=-1)
+    return gated_residual(x, layer.mlp.down_proj(layer.mlp.act_fn(gate_proj) * up_proj), mlp_gate)

@@ -19,12 +19,14 @@ import torch
 from torch import nn
 
 from vla_paligemma.attention import (
+    Rotary,
     additive_mask,
     block_causal_mask,
     grouped_attention,
     key_padding_mask,
     positions_from_mask,
 )
+from vla_paligemma.fused_weights import FusedLayer
 from vla_paligemma.gemma_layers import attention_inputs, attention_output, key_value
 
 
@@ -58,22 +60,22 @@ class StaticKVCache:
 def prefix_cache(vlm: nn.Module, embeds: torch.Tensor, pad_mask: torch.Tensor, capacity: int) -> StaticKVCache:
     """Run the prefix through the VLM's language model once and keep every layer's keys and values.
 
-    vlm: a PaliGemma backbone (`layers`, `rope`); embeds (B, P, D); pad_mask (B, P) bool;
+    vlm: a PaliGemma backbone (`layers`, `rotary`); embeds (B, P, D); pad_mask (B, P) bool;
     capacity >= P: the total sequence the cache will hold (prefix + every suffix token).
     The last layer's queries, output projection and MLP are skipped: only its keys and
     values are ever read.
     """
     batch, prefix_len, _ = embeds.shape
-    cos, sin = vlm.rope(positions_from_mask(pad_mask), embeds.dtype)
+    rotary = vlm.rotary(positions_from_mask(pad_mask), embeds.dtype)
     mask = additive_mask(key_padding_mask(pad_mask), embeds.dtype)
     keys, values = [], []
     x = embeds
     last = len(vlm.layers) - 1
     for index, layer in enumerate(vlm.layers):
         if index == last:
-            k, v = key_value(layer, x, cos, sin)
+            k, v = key_value(layer, x, rotary)
         else:
-            q, k, v, gate = attention_inputs(layer, x, cos, sin)
+            q, k, v, gate = attention_inputs(layer, x, rotary)
             x = attention_output(layer, x, grouped_attention(q, k, v, mask), gate)
         key_buffer = k.new_zeros(batch, k.shape[1], capacity, k.shape[3])
         value_buffer = v.new_zeros(batch, v.shape[1], capacity, v.shape[3])
@@ -90,27 +92,29 @@ def expert_block(
     expert: nn.Module,
     cache: StaticKVCache,
     embeds: torch.Tensor,
-    rope: tuple[torch.Tensor, torch.Tensor],
+    rotary: Rotary,
     mask: torch.Tensor,
     cond: torch.Tensor | None = None,
+    fused: list[FusedLayer] | None = None,
 ) -> torch.Tensor:
     """Run a block of suffix tokens through the expert against the cache.
 
-    embeds (B, S, De); rope: cos, sin (B, S, Dh) at the block's positions; mask (B, 1, 1 or S,
-    length + S), bool or additive, over [cached tokens, this block]; cond (B, C) for adaRMS experts.
-    The block's keys and values are written at [length, length + S) of the cache buffers
-    (call `cache.commit(S)` to keep them) -> hidden states (B, S, De) before the final norm.
+    embeds (B, S, De); rotary: tables at the block's positions; mask (B, 1, 1 or S, length + S),
+    bool or additive, over [cached tokens, this block]; cond (B, C) for adaRMS experts;
+    fused: the expert's fused weights, if any. The block's keys and values are written at
+    [length, length + S) of the cache buffers (call `cache.commit(S)` to keep them)
+    -> hidden states (B, S, De) before the final norm.
     """
-    cos, sin = rope
     start, end = cache.length, cache.length + embeds.shape[1]
     x = embeds
     for index, layer in enumerate(expert.layers):
-        q, k, v, gate = attention_inputs(layer, x, cos, sin, cond)
+        weights = None if fused is None else fused[index]
+        q, k, v, gate = attention_inputs(layer, x, rotary, cond, weights)
         keys, values = cache.keys[index], cache.values[index]
         keys[:, :, start:end] = k
         values[:, :, start:end] = v
         attended = grouped_attention(q, keys[:, :, :end], values[:, :, :end], mask)
-        x = attention_output(layer, x, attended, gate, cond)
+        x = attention_output(layer, x, attended, gate, cond, weights)
     return x
 
 
@@ -135,18 +139,18 @@ def joint_pass(
     blocks = torch.cat([suffix_blocks.new_zeros(prefix_len), suffix_blocks])
     mask = additive_mask(block_causal_mask(pad_mask, blocks), prefix_embeds.dtype)
     positions = positions_from_mask(pad_mask)
-    cos_p, sin_p = vlm.rope(positions[:, :prefix_len], prefix_embeds.dtype)
-    cos_s, sin_s = expert.rope(positions[:, prefix_len:], suffix_embeds.dtype)
+    rotary_p = vlm.rotary(positions[:, :prefix_len], prefix_embeds.dtype)
+    rotary_s = expert.rotary(positions[:, prefix_len:], suffix_embeds.dtype)
     xp, xs = prefix_embeds, suffix_embeds
     last = len(vlm.layers) - 1
     for index, (vlm_layer, expert_layer) in enumerate(zip(vlm.layers, expert.layers, strict=True)):
-        qs, ks, vs, gate_s = attention_inputs(expert_layer, xs, cos_s, sin_s, cond)
+        qs, ks, vs, gate_s = attention_inputs(expert_layer, xs, rotary_s, cond)
         if index == last:  # the prefix's output is never read again: keys and values only
-            kp, vp = key_value(vlm_layer, xp, cos_p, sin_p)
+            kp, vp = key_value(vlm_layer, xp, rotary_p)
             attended = grouped_attention(qs, torch.cat([kp, ks], 2), torch.cat([vp, vs], 2), mask[:, :, prefix_len:])
             xs = attention_output(expert_layer, xs, attended, gate_s, cond)
             break
-        qp, kp, vp, gate_p = attention_inputs(vlm_layer, xp, cos_p, sin_p)
+        qp, kp, vp, gate_p = attention_inputs(vlm_layer, xp, rotary_p)
         attended = grouped_attention(
             torch.cat([qp, qs], 1), torch.cat([kp, ks], 2), torch.cat([vp, vs], 2), mask
         )

@@ -21,7 +21,7 @@ from transformers.models.paligemma.modeling_paligemma import PaliGemmaMultiModal
 
 from vla_core.errors import ConfigError
 from vla_core.protocols import BackboneOutput
-from vla_paligemma.attention import key_padding_mask, positions_from_mask
+from vla_paligemma.attention import Rotary, key_padding_mask, positions_from_mask
 from vla_paligemma.presets import PALIGEMMA_PRESETS, merge_config
 from vla_paligemma.weights import load_component_weights
 
@@ -104,6 +104,10 @@ class PaliGemma(nn.Module):
         """positions (B, S) long -> cos, sin (B, S, head_dim)."""
         probe = torch.empty(0, dtype=dtype, device=positions.device)
         return self.language_model.rotary_emb(probe, positions)
+
+    def rotary(self, positions: torch.Tensor, dtype: torch.dtype) -> Rotary:
+        """positions (B, S) long -> RoPE tables for our attention kernels."""
+        return Rotary.from_cos_sin(*self.rope(positions, dtype))
 
     def embed_images(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """pixel_values (B', C, H, W) normalised to [-1, 1] -> image tokens (B', tokens_per_image, hidden_size)."""
