@@ -96,8 +96,10 @@ def test_affine_normalisation_of_each_mode():
     np.testing.assert_allclose(normalise("min_max")[0], 2 * (3 + 1) / 4 - 1)  # lerobot's formula
     np.testing.assert_allclose(normalise("q01_q99")[0], 2 * (3 - 0) / 2 - 1)
     np.testing.assert_array_equal(normalise("identity"), x)
-    for mode in ("min_max", "q01_q99"):  # a constant dim maps to 0 rather than inf/NaN
-        assert normalise(mode)[1] == 0.0
+    for mode in ("min_max", "q01_q99"):  # a constant dim maps to -1 (lerobot's eps denominator), not inf/NaN
+        assert normalise(mode)[1] == pytest.approx(-1.0, abs=1e-6)
+        offset, scale = FeatureStatistics("f", "state", 2, mode, stats).affine()
+        assert (-1.0 * scale + offset)[1] == pytest.approx(5.0, abs=1e-12)  # and back
 
 
 def test_artifact_round_trip_and_schema(tmp_path, v30_video_root):

@@ -35,7 +35,7 @@ STATS_FILE = "dataset_statistics.json"
 QUANTILES = {"q01": 0.01, "q10": 0.10, "q50": 0.50, "q90": 0.90, "q99": 0.99}
 #: Stats each normalisation mode reads.
 MODE_NEEDS = {"mean_std": ("mean", "std"), "min_max": ("min", "max"), "q01_q99": ("q01", "q99"), "identity": ()}
-#: Smallest scale used when dividing (a constant feature normalises to 0 instead of inf).
+#: Added to std, and replacing a zero min-max/quantile range (lerobot's eps).
 EPS = 1e-8
 
 Blocks = Callable[[], Iterable[np.ndarray]] | Sequence[np.ndarray]
@@ -119,16 +119,17 @@ class FeatureStatistics:
         """(offset, scale), (dim,) each, with normalised = (x - offset) / scale.
 
         mean_std: (x - mean) / (std + eps); min_max: 2 (x - min) / (max - min) - 1;
-        q01_q99: 2 (x - q01) / (q99 - q01) - 1 (not clipped); identity: x. A zero range
-        uses eps as its scale, so a constant feature maps to 0 and back to itself."""
+        q01_q99: 2 (x - q01) / (q99 - q01) - 1 (not clipped); identity: x. As lerobot's
+        normaliser, a zero range is replaced by eps, so a constant feature maps to -1 (and
+        back to itself)."""
         if self.mode == "identity":
             return np.zeros(self.dim), np.ones(self.dim)
         if self.mode == "mean_std":
             return self.stats["mean"], self.stats["std"] + EPS
         low_key, high_key = ("min", "max") if self.mode == "min_max" else ("q01", "q99")
         low, high = self.stats[low_key], self.stats[high_key]
-        half_range = (high - low) / 2.0
-        return (high + low) / 2.0, np.where(half_range > 0, half_range, EPS)
+        denom = np.where(high - low == 0, EPS, high - low)
+        return low + denom / 2.0, denom / 2.0
 
 
 @dataclass
