@@ -12,11 +12,12 @@ LeRobotWriter, read by LeRobotDataset through VLAProcessor):
   * engine, 2 processes: `Trainer` under torchrun, FSDP2 over gloo.
 
 Samples/s is the median over the steps after `--warmup` (global samples: both processes
-together); peak RSS is the largest resident set of one process (ru_maxrss). Every process
-runs `--threads` intra-op threads (default 1, so 2 processes use twice the cores of 1: the
-data-parallel scaling; on a busy machine, 2 threads in one process mostly wait for each
-other on small ops). The engine saves one checkpoint at the end; its time is not part of
-any step.
+together). CPU ms/sample is the median CPU time of a step (summed over the processes) per
+sample: a busy shared machine disturbs it much less than wall time. Peak RSS is the
+largest resident set of one process (ru_maxrss). Every process runs `--threads` intra-op
+threads (default 1, so 2 processes use twice the cores of 1: data-parallel scaling; on a
+busy machine 2 threads in one process mostly wait for each other on small ops). The
+engine saves one checkpoint at the end; its time is not part of any step.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ def model_spec(name: str) -> dict[str, Any]:
     elif name == "100m":
         vision = {"hidden_size": 384, "intermediate_size": 1536, "num_hidden_layers": 6, "num_attention_heads": 6,
                   "image_size": 112, "patch_size": 16}
-        llm = {"vocab_size": 16384, "hidden_size": 768, "intermediate_size": 2048, "num_hidden_layers": 10,
+        llm = {"vocab_size": 32000, "hidden_size": 768, "intermediate_size": 2048, "num_hidden_layers": 10,
                "num_attention_heads": 12, "num_key_value_heads": 4}
         image_size, width, head_hidden = 112, (384, 768), 512
     else:
@@ -104,6 +105,19 @@ def run_config(model: str, dataset: Path, output_dir: Path, precision: str, step
 
 
 # ---- workers (run in fresh processes) ------------------------------------------------------
+class CpuClock:
+    """Trainer callback: this process's CPU seconds per optimizer step."""
+
+    def __init__(self) -> None:
+        self.cpu_times: list[float] = []
+        self.last = time.process_time()
+
+    def on_step_end(self, trainer: Any, step: int, metrics: dict) -> None:
+        now = time.process_time()
+        self.cpu_times.append(now - self.last)
+        self.last = now
+
+
 def worker_engine(config_path: Path, result_path: Path, threads: int) -> None:
     import torch
 
@@ -112,10 +126,16 @@ def worker_engine(config_path: Path, result_path: Path, threads: int) -> None:
 
     torch.set_num_threads(threads)
     config = validate_run_config(json.loads(config_path.read_text()))
-    Trainer(config).fit()
+    clock = CpuClock()
+
+    class StartClock:
+        def on_train_start(self, trainer: Any) -> None:
+            clock.last = time.process_time()
+
+    Trainer(config, callbacks=[StartClock(), clock]).fit()
     rank = int(os.environ.get("RANK", "0"))
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    Path(f"{result_path}.rank{rank}").write_text(json.dumps({"peak_rss_mib": peak}))
+    Path(f"{result_path}.rank{rank}").write_text(json.dumps({"peak_rss_mib": peak, "cpu_times": clock.cpu_times}))
 
 
 def worker_reference(config_path: Path, result_path: Path, threads: int) -> None:
@@ -146,10 +166,10 @@ def worker_reference(config_path: Path, result_path: Path, threads: int) -> None
     optimizer = torch.optim.AdamW(vla.parameters(), lr=config.train.lr)
     autocast = (torch.autocast("cpu", dtype=torch.bfloat16) if config.train.precision == "bf16"
                 else contextlib.nullcontext())
-    times, batches = [], iter(loader)
+    times, cpu_times, batches = [], [], iter(loader)
     vla.train()
     for _ in range(config.train.steps):
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         batch = next(batches)
         with autocast:
             loss = vla(**batch)["loss"]
@@ -157,8 +177,9 @@ def worker_reference(config_path: Path, result_path: Path, threads: int) -> None
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         times.append(time.perf_counter() - start)
+        cpu_times.append(time.process_time() - cpu_start)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    Path(result_path).write_text(json.dumps({"step_times": times, "peak_rss_mib": peak}))
+    Path(result_path).write_text(json.dumps({"step_times": times, "cpu_times": cpu_times, "peak_rss_mib": peak}))
 
 
 # ---- driver ---------------------------------------------------------------------------------
@@ -179,13 +200,19 @@ def measure(kind: str, config: dict, workdir: Path, nproc: int, threads: int, wa
     batch = config["train"]["batch_size"]
     if kind == "reference":
         result = json.loads(result_path.read_text())
-        step_times, peak = result["step_times"], result["peak_rss_mib"]
+        step_times, peak, cpu_per_step = result["step_times"], result["peak_rss_mib"], result["cpu_times"]
     else:
         from vla_core.engine.metrics import read_metrics
 
         step_times = [r["step_time_s"] for r in read_metrics(config["output_dir"])]
-        peak = max(json.loads(Path(f"{result_path}.rank{r}").read_text())["peak_rss_mib"] for r in range(nproc))
-    return {"samples_per_s": batch / statistics.median(step_times[warmup:]), "peak_rss_mib": peak}
+        ranks = [json.loads(Path(f"{result_path}.rank{r}").read_text()) for r in range(nproc)]
+        peak = max(r["peak_rss_mib"] for r in ranks)
+        cpu_per_step = [sum(per_rank) for per_rank in zip(*(r["cpu_times"] for r in ranks), strict=True)]
+    return {
+        "samples_per_s": batch / statistics.median(step_times[warmup:]),
+        "cpu_ms_per_sample": 1000 * statistics.median(cpu_per_step[warmup:]) / batch,
+        "peak_rss_mib": peak,
+    }
 
 
 def main() -> None:
@@ -221,21 +248,22 @@ def main() -> None:
                     engine = measure("engine", dict(config), workdir, nproc, args.threads, args.warmup)
                     rows.append({
                         "model": model, "params_m": params / 1e6, "precision": precision, "processes": nproc,
-                        "samples_per_s": engine["samples_per_s"], "peak_rss_mib": engine["peak_rss_mib"],
-                        "reference_samples_per_s": reference["samples_per_s"],
-                        "reference_peak_rss_mib": reference["peak_rss_mib"],
+                        **engine, **{f"reference_{k}": v for k, v in reference.items()},
                         "ratio": engine["samples_per_s"] / reference["samples_per_s"],
+                        "cpu_ratio": engine["cpu_ms_per_sample"] / reference["cpu_ms_per_sample"],
+                        "load_average": os.getloadavg()[0],
                     })
                     print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
     print(f"batch {args.batch_size}, {args.steps} steps (median of the last {args.steps - args.warmup}), "
-          f"{args.threads} thread(s) per process; load average {os.getloadavg()[0]:.1f}")
-    print("| model | params | precision | processes | samples/s | peak RSS MiB/process | reference samples/s "
-          "| reference RSS MiB | engine / reference |")
-    print("|---|---|---|---|---|---|---|---|---|")
+          f"{args.threads} thread(s) per process")
+    print("| model | params | precision | processes | samples/s | CPU ms/sample | peak RSS MiB/process "
+          "| reference samples/s | reference CPU ms/sample | samples/s vs reference | CPU vs reference | load |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['model']} | {r['params_m']:.1f}M | {r['precision']} | {r['processes']} | {r['samples_per_s']:.2f} "
-              f"| {r['peak_rss_mib']:.0f} | {r['reference_samples_per_s']:.2f} | {r['reference_peak_rss_mib']:.0f} "
-              f"| {r['ratio']:.2f} |")
+        print(f"| {r['model']} | {r['params_m']:.1f}M | {r['precision']} | {r['processes']} "
+              f"| {r['samples_per_s']:.2f} | {r['cpu_ms_per_sample']:.1f} | {r['peak_rss_mib']:.0f} "
+              f"| {r['reference_samples_per_s']:.2f} | {r['reference_cpu_ms_per_sample']:.1f} "
+              f"| {r['ratio']:.2f} | {r['cpu_ratio']:.2f} | {r['load_average']:.1f} |")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))
 

@@ -92,10 +92,13 @@ class SyntheticProcessor:
         max_state_dim: padded state size.
         max_action_dim: padded action size.
         max_length: token sequence length.
+        augment: std of random noise added to images (torch RNG) and states (numpy RNG).
     """
 
-    def __init__(self, max_state_dim: int = 4, max_action_dim: int = 3, max_length: int = 6) -> None:
+    def __init__(self, max_state_dim: int = 4, max_action_dim: int = 3, max_length: int = 6,
+                 augment: float = 0.0) -> None:
         self.max_state_dim, self.max_action_dim, self.max_length = max_state_dim, max_action_dim, max_length
+        self.augment = augment
         self.vocab: dict[str, int] = {}
         self.stats: dict[str, list[float]] = {}
 
@@ -144,6 +147,9 @@ class SyntheticProcessor:
         state = torch.zeros(self.max_state_dim)
         state_value = self._norm(np.asarray(raw["state"]), "state")
         state[: len(state_value)] = torch.from_numpy(state_value)
+        if self.augment:
+            image = image + self.augment * torch.randn(image.shape)
+            state[: len(state_value)] += torch.from_numpy(self.augment * np.random.randn(len(state_value)).astype("f4"))
         sample = {
             "images": image,
             "img_masks": torch.ones(image.shape[0], dtype=torch.bool),

@@ -18,22 +18,23 @@ def test_ranks_split_the_same_global_batches_as_one_process():
     one = GlobalBatchSampler(20, batch_size=4, seed=3, end_step=10)
     ranks = [GlobalBatchSampler(20, 4, world_size=2, rank=r, seed=3, end_step=10) for r in range(2)]
     for step, batch in enumerate(one):
+        assert (batch.step, batch.micro_step) == (step, 0)
         halves = [r.keys(step, 0) for r in ranks]
-        assert halves[0] + halves[1] == batch and len(halves[0]) == 2
+        assert halves[0] + halves[1] == batch.keys and len(halves[0]) == 2
     # with accumulation the micro-batches tile the same global batch
     accum = GlobalBatchSampler(20, 4, grad_accum_steps=2, seed=3, end_step=10)
-    assert [accum.keys(s, 0) + accum.keys(s, 1) for s in range(10)] == list(one)
+    assert [accum.keys(s, 0) + accum.keys(s, 1) for s in range(10)] == [b.keys for b in one]
 
 
 def test_epochs_cover_the_data_and_resuming_continues_the_same_order():
     sampler = GlobalBatchSampler(10, batch_size=3, seed=0, end_step=9)  # 3 steps per epoch, 1 sample dropped
-    batches = list(sampler)
+    batches = [b.keys for b in sampler]
     for epoch in range(3):
         keys = [key for batch in batches[3 * epoch : 3 * epoch + 3] for key in batch]
         assert len({i for _, i in keys}) == 9 and {e for e, _ in keys} == {epoch}
     assert batches[0] != batches[3]  # a new permutation each epoch
-    assert list(GlobalBatchSampler(10, 3, seed=0, start_step=4, end_step=9)) == batches[4:]
-    assert list(GlobalBatchSampler(10, 3, seed=1, end_step=9)) != batches
+    assert [b.keys for b in GlobalBatchSampler(10, 3, seed=0, start_step=4, end_step=9)] == batches[4:]
+    assert [b.keys for b in GlobalBatchSampler(10, 3, seed=1, end_step=9)] != batches
 
 
 def test_batch_size_must_split_over_micro_batches_and_ranks():

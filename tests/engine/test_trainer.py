@@ -88,6 +88,20 @@ def test_gradient_checkpointing_and_bf16(synthetic, tmp_path):
     assert bf16[0]["loss"] == pytest.approx(plain[0]["loss"], abs=0.05) and bf16[0]["loss"] != plain[0]["loss"]
 
 
+def test_processor_randomness_is_seeded_and_independent_of_workers(synthetic, tmp_path):
+    def config(name, workers, seed=0):
+        raw = run_config(tmp_path / name, steps=2, save_every=2, num_workers=workers, seed=seed)
+        raw["model"]["processor"]["augment"] = 0.5
+        return raw
+
+    train(config("inline", 0))
+    train(config("workers", 2))
+    train(config("other_seed", 0, seed=1))
+    inline, workers = read_metrics(tmp_path / "inline"), read_metrics(tmp_path / "workers")
+    assert [r["loss"] for r in inline] == [r["loss"] for r in workers]
+    assert [r["loss"] for r in inline] != [r["loss"] for r in read_metrics(tmp_path / "other_seed")]
+
+
 def test_frozen_parts_stay_fixed_and_are_not_optimized(synthetic, tmp_path):
     config = run_config(tmp_path, steps=2, save_every=2, lr=1e-2)
     config["model"]["freeze_vision_backbone"] = True

@@ -1,53 +1,58 @@
 """From a dataset and a processor to this rank's micro-batches.
 
-Per-sample randomness (augmentations in a processor) is seeded by (seed, epoch, index)
-inside a forked RNG, so it does not depend on worker count, on which worker processed
-a sample, or on where a run was resumed, and it never disturbs the model's RNG.
+Each DataLoader item is a whole micro-batch (`MicroBatch` from the sampler), processed
+and collated inside one worker. Randomness in the processor (augmentations) runs in a
+forked RNG seeded by (seed, step, micro-step, rank), so it does not depend on the number
+of workers or on where a run was resumed, and it never disturbs the model's RNG. Seeding
+once per micro-batch rather than per sample keeps the cost negligible.
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from vla_core.engine.sampler import GlobalBatchSampler
+from vla_core.engine.sampler import GlobalBatchSampler, MicroBatch
 
 
-class ProcessedDataset(Dataset):
-    """`dataset[i]` through `processor`, keyed by `(epoch, i)`.
+class ProcessedBatches(Dataset):
+    """`processor.collate([processor(dataset[i]) for i in micro_batch])`, keyed by `MicroBatch`.
 
     Args:
         dataset: returns raw samples (images, state, actions, task, ...).
-        processor: raw sample -> unbatched model inputs.
+        processor: raw sample -> unbatched model inputs; `collate` stacks them.
         seed: the run's seed.
+        rank: this process's rank (ranks draw different random numbers).
     """
 
-    def __init__(self, dataset: Any, processor: Callable[[dict[str, Any]], dict[str, Any]], seed: int) -> None:
-        self.dataset, self.processor, self.seed = dataset, processor, seed
+    def __init__(self, dataset: Any, processor: Any, seed: int, rank: int = 0) -> None:
+        self.dataset, self.processor, self.seed, self.rank = dataset, processor, seed, rank
 
     def __len__(self) -> int:
         return len(self.dataset)
 
-    def __getitem__(self, key: tuple[int, int]) -> dict[str, Any]:
-        epoch, index = key
-        seed_words = np.random.SeedSequence([self.seed, epoch, index]).generate_state(2)
+    def __getitem__(self, batch: MicroBatch) -> dict[str, Any]:
+        words = np.random.SeedSequence([self.seed, batch.step, batch.micro_step, self.rank]).generate_state(2)
         python_state, numpy_state = random.getstate(), np.random.get_state()
         with torch.random.fork_rng(devices=[]):
             # The CPU generator only: torch.manual_seed would also queue a CUDA seeding,
-            # which records a stack trace each call (milliseconds per sample).
-            torch.default_generator.manual_seed(int(seed_words[0]))
-            np.random.seed(int(seed_words[1]))
-            random.seed(int(seed_words[1]))
+            # which records a stack trace on every call.
+            torch.default_generator.manual_seed(int(words[0]))
+            np.random.seed(int(words[1]))
+            random.seed(int(words[1]))
             try:
-                return self.processor(self.dataset[index])
+                return self.processor.collate([self.processor(self.dataset[index]) for _, index in batch.keys])
             finally:
                 random.setstate(python_state)
                 np.random.set_state(numpy_state)
+
+
+def _as_is(batch: dict[str, Any]) -> dict[str, Any]:
+    return batch  # items are already collated (a module-level function: workers pickle it)
 
 
 def build_dataloader(
@@ -58,14 +63,13 @@ def build_dataloader(
     num_workers: int = 0,
     pin_memory: bool = False,
 ) -> DataLoader:
-    """A DataLoader over `sampler`'s micro-batches, collated by `processor.collate`."""
-    generator = torch.Generator().manual_seed(seed)
+    """A DataLoader that yields `sampler`'s micro-batches for this rank, collated."""
     return DataLoader(
-        ProcessedDataset(dataset, processor, seed),
-        batch_sampler=sampler,
-        collate_fn=processor.collate,
+        ProcessedBatches(dataset, processor, seed, sampler.rank),
+        sampler=sampler,
+        batch_size=None,
+        collate_fn=_as_is,
         num_workers=num_workers,
         pin_memory=pin_memory,
-        generator=generator,
-        persistent_workers=False,
+        generator=torch.Generator().manual_seed(seed),
     )

@@ -12,15 +12,24 @@ N processes.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import NamedTuple
 
 import numpy as np
 
 from vla_core.errors import ConfigError, DataError
 
 
+class MicroBatch(NamedTuple):
+    """One rank's share of one micro-batch: where it sits in the run and its samples as
+    `(epoch, dataset_index)` pairs."""
+
+    step: int
+    micro_step: int
+    keys: list[tuple[int, int]]
+
+
 class GlobalBatchSampler:
-    """Yields, for steps [start_step, end_step), this rank's micro-batches as lists of
-    `(epoch, dataset_index)` keys (the epoch seeds per-sample randomness).
+    """Yields, for steps [start_step, end_step), this rank's micro-batches (`MicroBatch`).
 
     Args:
         num_samples: length of the dataset.
@@ -85,10 +94,10 @@ class GlobalBatchSampler:
         order = self.permutation(epoch)
         return [(epoch, int(i)) for i in order[start : start + self.per_rank]]
 
-    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+    def __iter__(self) -> Iterator[MicroBatch]:
         for step in range(self.start_step, self.end_step):
             for micro_step in range(self.grad_accum_steps):
-                yield self.keys(step, micro_step)
+                yield MicroBatch(step, micro_step, self.keys(step, micro_step))
 
     def __len__(self) -> int:
         return (self.end_step - self.start_step) * self.grad_accum_steps
