@@ -11,8 +11,9 @@ import pytest
 import torch
 from safetensors.torch import save_file
 from transformers import PI0ForConditionalGeneration
+from vla_paligemma import transformers_pi0
 from vla_paligemma.pi0 import PI0FlowMatching
-from vla_paligemma.transformers_pi0 import checkpoint_keys
+from vla_paligemma.transformers_pi0 import checkpoint_keys, openpi_name_mapping
 
 import vla_core
 from vla_core.errors import CheckpointError
@@ -132,3 +133,35 @@ def test_our_save_and_load_round_trip(ours: PI0FlowMatching, pi0_inputs: dict, t
         again.predict_action(*args, noise=pi0_inputs["noise"]), ours.predict_action(*args, noise=pi0_inputs["noise"]),
         atol=0, rtol=0,
     )
+
+
+@pytest.mark.parametrize("lerobot", [False, True])
+def test_openpi_layout_loads_through_its_name_mapping(
+    reference: tuple[Any, Path], ours: PI0FlowMatching, tmp_path: Path, pi0_inputs: dict, lerobot: bool
+) -> None:
+    """openpi's PI0Pytorch names (transformers 4.53 PaliGemma / Gemma inside `paligemma_with_expert`),
+    written from the reference's tensors; LeRobot's PI0Policy puts them under `model.`."""
+    model, directory = reference
+    root = "model." if lerobot else ""
+    renames = {
+        "model.vlm.vision_tower.": f"{root}paligemma_with_expert.paligemma.model.vision_tower.vision_model.",
+        "model.vlm.multi_modal_projector.": f"{root}paligemma_with_expert.paligemma.model.multi_modal_projector.",
+        "model.vlm.language_model.": f"{root}paligemma_with_expert.paligemma.model.language_model.",
+        "model.dit.": f"{root}paligemma_with_expert.gemma_expert.model.",
+        "embed_action_time.": root,
+        "action_out_proj.": f"{root}action_out_proj.",
+    }
+    state = {}
+    for key, tensor in model.state_dict().items():
+        if key == "model.dit.embed_tokens.weight":
+            continue  # openpi's expert has no token embedding
+        prefix = next(p for p in renames if key.startswith(p))
+        state[renames[prefix] + key[len(prefix):]] = tensor.contiguous()
+    save_file(state, str(tmp_path / "model.safetensors"))
+    spec = transformers_pi0.pi0_spec_from_transformers_config(json.loads((directory / "config.json").read_text()))
+    spec["llm_expert"]["vocab_size"] = 0
+    spec |= {"pretrained_name_or_path": str(tmp_path), "name_mapping": openpi_name_mapping(lerobot=lerobot)}
+    loaded = vla_core.build_vla(spec)
+    assert loaded.load_report.ok and loaded.load_report.ignored == 0
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(**pi0_inputs)["velocity"], ours(**pi0_inputs)["velocity"], atol=0, rtol=0)
