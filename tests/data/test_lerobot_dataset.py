@@ -23,6 +23,15 @@ def channel_means(image: np.ndarray) -> np.ndarray:
 
 
 @pytest.mark.parametrize("name", ["v30_video", "v21_image"])
+def test_fixture_files_are_the_ones_lerobot_wrote(name, expected, v30_video_root, v21_image_root):
+    import hashlib
+
+    root = v30_video_root if name == "v30_video" else v21_image_root
+    for relative, entry in expected(name)["files"].items():
+        assert hashlib.sha256((root / relative).read_bytes()).hexdigest() == entry["sha256"], relative
+
+
+@pytest.mark.parametrize("name", ["v30_video", "v21_image"])
 def test_metadata_matches_lerobot(name, expected, v30_video_root, v21_image_root):
     root = v30_video_root if name == "v30_video" else v21_image_root
     want = expected(name)
@@ -261,3 +270,40 @@ def test_index_out_of_range(v21_image_root):
     assert ds[-1]["index"] == len(ds) - 1
     with pytest.raises(IndexError):
         ds[len(ds)]
+
+
+def test_v21_video_layout(tmp_path, v21_image_root):
+    """v2.1 keeps one mp4 per episode and camera (videos/chunk-000/<key>/episode_NNNNNN.mp4,
+    timestamps from 0): re-encode the v2.1 PNG fixture that way and read it back."""
+    import pyarrow.parquet as pq
+
+    from vla_core.data.video import VideoEncoder
+
+    source = LeRobotDataset(str(v21_image_root))
+    root = tmp_path / "v21_video"
+    shutil.copytree(v21_image_root, root)
+    info = json.loads((root / "meta/info.json").read_text())
+    info["video_path"] = "videos/chunk-{episode_chunk:03d}/{video_key}/episode_{episode_index:06d}.mp4"
+    cameras = source.camera_keys
+    for camera in cameras:
+        info["features"][camera]["dtype"] = "video"
+    (root / "meta/info.json").write_text(json.dumps(info))
+    for episode in source.episodes:
+        start, end = source.episode_range(episode.index)
+        for camera in cameras:
+            height, width, _ = info["features"][camera]["shape"]
+            path = root / f"videos/chunk-000/{camera}/episode_{episode.index:06d}.mp4"
+            encoder = VideoEncoder(path, 10, width, height, codec="h264", crf=10)
+            for i in range(start, end):
+                encoder.add(source[i]["images"][camera])
+            encoder.close()
+        data_file = root / episode.data_file.relative_to(v21_image_root)  # the copy, never the fixture
+        pq.write_table(pq.read_table(data_file).drop_columns(cameras), data_file)
+    ds = LeRobotDataset(str(root), chunk_size=3)
+    originals = {c: np.stack([source[i]["images"][c] for i in range(len(source))]).astype(float) for c in cameras}
+    for i in range(len(ds)):
+        got = ds[i]
+        np.testing.assert_array_equal(got["actions"][0], source[i]["actions"][0])
+        for camera in cameras:
+            errors = np.abs(originals[camera] - got["images"][camera]).mean(axis=(1, 2, 3)) / 255
+            assert errors[i] < 0.02 and int(errors.argmin()) == i, (i, camera)  # lossy, but the right frame
