@@ -23,7 +23,7 @@ def decode_png(data: bytes | dict[str, Any], where: str = "") -> np.ndarray:
         )
     try:
         with Image.open(io.BytesIO(data)) as image:
-            return np.asarray(image.convert("RGB"))
+            return np.array(image.convert("RGB"))  # a writable copy (np.asarray of PIL is read-only)
     except OSError as exc:
         raise DataError(f"{where}: the image bytes could not be decoded ({exc}).") from None
 

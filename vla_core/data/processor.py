@@ -391,7 +391,11 @@ def _as_float64(values: Any, what: str) -> torch.Tensor:
 
 def _to_float_chw(image: Any, camera: str) -> torch.Tensor:
     """uint8 (H, W, 3) / float [0, 1] HWC or CHW (numpy or torch) -> float32 (3, H, W) in [0, 1]."""
-    x = image if isinstance(image, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(image))
+    if isinstance(image, torch.Tensor):
+        x = image
+    else:
+        array = np.ascontiguousarray(image)
+        x = torch.from_numpy(array if array.flags.writeable else array.copy())
     if x.ndim != 3:
         raise DataError(f"image '{camera}' must be 3-D (H, W, 3) or (3, H, W), got shape {tuple(x.shape)}.")
     if x.shape[-1] in (1, 3) and x.shape[0] not in (1, 3):
