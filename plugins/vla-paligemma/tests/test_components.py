@@ -124,3 +124,17 @@ def test_fsdp_units_are_whole_layer_calls(tiny_vla_spec: Any) -> None:
     model = vla_core.build_vla(tiny_vla_spec())
     assert {t.__name__ for t in model.fsdp_unit_types()} == {"SiglipEncoderLayer"}
     assert {t.__name__ for t in model.vlm_backbone.fsdp_unit_types()} == {"SiglipEncoderLayer", "GemmaDecoderLayer"}
+
+
+def test_engine_gradient_checkpointing_keeps_the_gradients(tiny_vla_spec: Any, pi0_inputs: dict) -> None:
+    from vla_core.engine.activation_checkpointing import apply_activation_checkpointing
+
+    torch.manual_seed(0)
+    plain = vla_core.build_vla(tiny_vla_spec())
+    checkpointed = copy.deepcopy(plain)
+    apply_activation_checkpointing(checkpointed, checkpointed.fsdp_unit_types())
+    assert checkpointed.gradient_checkpointing and not plain.gradient_checkpointing
+    for model in (plain, checkpointed):
+        model(**pi0_inputs)["loss"].backward()
+    for (name, a), (_, b) in zip(plain.named_parameters(), checkpointed.named_parameters(), strict=True):
+        torch.testing.assert_close(a.grad, b.grad, atol=1e-6, rtol=1e-5, msg=name)

@@ -151,6 +151,12 @@ class FlowMatchingVLA(BaseVLA, metaclass=ABCMeta):
                     f"model.llm_expert.{field}",
                 )
 
+    @property
+    def gradient_checkpointing(self) -> bool:
+        """Whether the joint layers recompute their activations in backward: on when the
+        engine switches on transformers' checkpointing of the VLM's language model."""
+        return bool(getattr(self.vlm_backbone.layers[0], "gradient_checkpointing", False))
+
     def fsdp_unit_types(self) -> set[type[nn.Module]]:
         """Only the SigLIP encoder layers: the joint attention calls into the Gemma layers'
         projections (not their forward), so those are sharded with the model root."""
@@ -212,7 +218,7 @@ class FlowMatchingVLA(BaseVLA, metaclass=ABCMeta):
         """One velocity evaluation through the joint pass -> (B, T, max_action_dim)."""
         suffix = self.embed_suffix(states, noisy_actions, time)
         hidden = joint_pass(self.vlm_backbone, self.llm_expert, prefix, prefix_mask, suffix.embeds, suffix.blocks,
-                            suffix.cond)
+                            suffix.cond, checkpoint_layers=self.training and self.gradient_checkpointing)
         hidden = self.llm_expert.final_norm(hidden[:, -self.n_action_steps:], suffix.cond)
         return self.action_out_proj(hidden)
 

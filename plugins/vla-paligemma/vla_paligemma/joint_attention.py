@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.utils.checkpoint
 from torch import nn
 
 from vla_paligemma.attention import (
@@ -118,6 +119,34 @@ def expert_block(
     return x
 
 
+def joint_layer(
+    vlm_layer: nn.Module,
+    expert_layer: nn.Module,
+    xp: torch.Tensor,
+    xs: torch.Tensor,
+    rotary_p: Rotary,
+    rotary_s: Rotary,
+    mask: torch.Tensor,
+    cond: torch.Tensor | None,
+    last: bool,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One layer of both models with one attention over [prefix, suffix] -> (xp, xs).
+
+    In the last layer the prefix's output is never read again: it contributes keys and
+    values only, and xp is returned unchanged.
+    """
+    prefix_len = xp.shape[1]
+    qs, ks, vs, gate_s = attention_inputs(expert_layer, xs, rotary_s, cond)
+    if last:
+        kp, vp = key_value(vlm_layer, xp, rotary_p)
+        attended = grouped_attention(qs, torch.cat([kp, ks], 2), torch.cat([vp, vs], 2), mask[:, :, prefix_len:])
+        return xp, attention_output(expert_layer, xs, attended, gate_s, cond)
+    qp, kp, vp, gate_p = attention_inputs(vlm_layer, xp, rotary_p)
+    attended = grouped_attention(torch.cat([qp, qs], 1), torch.cat([kp, ks], 2), torch.cat([vp, vs], 2), mask)
+    xp = attention_output(vlm_layer, xp, attended[:, :prefix_len], gate_p)
+    return xp, attention_output(expert_layer, xs, attended[:, prefix_len:], gate_s, cond)
+
+
 def joint_pass(
     vlm: nn.Module,
     expert: nn.Module,
@@ -126,12 +155,14 @@ def joint_pass(
     suffix_embeds: torch.Tensor,
     suffix_blocks: torch.Tensor,
     cond: torch.Tensor | None = None,
+    checkpoint_layers: bool = False,
 ) -> torch.Tensor:
     """Prefix and suffix through both models at once, layer by layer, one attention per layer.
 
     prefix_embeds (B, P, D); prefix_pad_mask (B, P) bool; suffix_embeds (B, S, De);
     suffix_blocks (S,) long block ids >= 1 (pi0: state 1, actions 2; pi0.5: actions 1);
-    cond (B, C) for an adaRMS expert -> the expert's hidden states (B, S, De) before the final norm.
+    cond (B, C) for an adaRMS expert; checkpoint_layers recomputes each layer pair's
+    activations in the backward pass -> the expert's hidden states (B, S, De) before the final norm.
     """
     batch, prefix_len = prefix_pad_mask.shape
     suffix_len = suffix_embeds.shape[1]
@@ -144,16 +175,9 @@ def joint_pass(
     xp, xs = prefix_embeds, suffix_embeds
     last = len(vlm.layers) - 1
     for index, (vlm_layer, expert_layer) in enumerate(zip(vlm.layers, expert.layers, strict=True)):
-        qs, ks, vs, gate_s = attention_inputs(expert_layer, xs, rotary_s, cond)
-        if index == last:  # the prefix's output is never read again: keys and values only
-            kp, vp = key_value(vlm_layer, xp, rotary_p)
-            attended = grouped_attention(qs, torch.cat([kp, ks], 2), torch.cat([vp, vs], 2), mask[:, :, prefix_len:])
-            xs = attention_output(expert_layer, xs, attended, gate_s, cond)
-            break
-        qp, kp, vp, gate_p = attention_inputs(vlm_layer, xp, rotary_p)
-        attended = grouped_attention(
-            torch.cat([qp, qs], 1), torch.cat([kp, ks], 2), torch.cat([vp, vs], 2), mask
-        )
-        xp = attention_output(vlm_layer, xp, attended[:, :prefix_len], gate_p)
-        xs = attention_output(expert_layer, xs, attended[:, prefix_len:], gate_s, cond)
+        args = (vlm_layer, expert_layer, xp, xs, rotary_p, rotary_s, mask, cond, index == last)
+        if checkpoint_layers and torch.is_grad_enabled():
+            xp, xs = torch.utils.checkpoint.checkpoint(joint_layer, *args, use_reentrant=False)
+        else:
+            xp, xs = joint_layer(*args)
     return xs
