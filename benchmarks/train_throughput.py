@@ -13,8 +13,10 @@ LeRobotWriter, read by LeRobotDataset through VLAProcessor):
 
 Samples/s is the median over the steps after `--warmup` (global samples: both processes
 together). CPU ms/sample is the median CPU time of a step (summed over the processes) per
-sample: a busy shared machine disturbs it much less than wall time. Peak RSS is the
-largest resident set of one process (ru_maxrss). Every process runs `--threads` intra-op
+sample: a busy shared machine disturbs it much less than wall time. Params+AdamW is what
+one process holds of the parameters and optimizer state (FSDP2 shards both). Peak RSS is
+the largest resident set of one process (ru_maxrss), until the last training step and
+for the whole run (the final checkpoint gathers the full state on rank 0). Every process runs `--threads` intra-op
 threads (default 1, so 2 processes use twice the cores of 1: data-parallel scaling; on a
 busy machine 2 threads in one process mostly wait for each other on small ops). The
 engine saves one checkpoint at the end; its time is not part of any step.
@@ -105,17 +107,29 @@ def run_config(model: str, dataset: Path, output_dir: Path, precision: str, step
 
 
 # ---- workers (run in fresh processes) ------------------------------------------------------
-class CpuClock:
-    """Trainer callback: this process's CPU seconds per optimizer step."""
+class StepProbe:
+    """Trainer callback: this process's CPU seconds per optimizer step, the bytes of
+    parameters + optimizer state it holds (after step 1), and its peak RSS before the
+    final checkpoint (which gathers the full state on rank 0)."""
 
     def __init__(self) -> None:
         self.cpu_times: list[float] = []
+        self.last = time.process_time()
+        self.state_bytes = 0
+        self.train_rss_mib = 0.0
+
+    def on_train_start(self, trainer: Any) -> None:
         self.last = time.process_time()
 
     def on_step_end(self, trainer: Any, step: int, metrics: dict) -> None:
         now = time.process_time()
         self.cpu_times.append(now - self.last)
-        self.last = now
+        if step == 1:
+            from vla_core.engine.fsdp import local_shard_bytes
+
+            self.state_bytes = sum(local_shard_bytes(trainer.model, trainer.optimizer).values())
+        self.train_rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        self.last = time.process_time()
 
 
 def worker_engine(config_path: Path, result_path: Path, threads: int) -> None:
@@ -126,16 +140,13 @@ def worker_engine(config_path: Path, result_path: Path, threads: int) -> None:
 
     torch.set_num_threads(threads)
     config = validate_run_config(json.loads(config_path.read_text()))
-    clock = CpuClock()
-
-    class StartClock:
-        def on_train_start(self, trainer: Any) -> None:
-            clock.last = time.process_time()
-
-    Trainer(config, callbacks=[StartClock(), clock]).fit()
+    probe = StepProbe()
+    Trainer(config, callbacks=[probe]).fit()
     rank = int(os.environ.get("RANK", "0"))
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    Path(f"{result_path}.rank{rank}").write_text(json.dumps({"peak_rss_mib": peak, "cpu_times": clock.cpu_times}))
+    result = {"peak_rss_mib": peak, "cpu_times": probe.cpu_times, "train_rss_mib": probe.train_rss_mib,
+              "state_mib": probe.state_bytes / 2**20}
+    Path(f"{result_path}.rank{rank}").write_text(json.dumps(result))
 
 
 def worker_reference(config_path: Path, result_path: Path, threads: int) -> None:
@@ -179,7 +190,12 @@ def worker_reference(config_path: Path, result_path: Path, threads: int) -> None
         times.append(time.perf_counter() - start)
         cpu_times.append(time.process_time() - cpu_start)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    Path(result_path).write_text(json.dumps({"step_times": times, "cpu_times": cpu_times, "peak_rss_mib": peak}))
+    state = sum(p.numel() * p.element_size() for p in vla.parameters()) + sum(
+        v.numel() * v.element_size() for st in optimizer.state.values() for v in st.values() if v.numel() > 1
+    )
+    result = {"step_times": times, "cpu_times": cpu_times, "peak_rss_mib": peak, "train_rss_mib": peak,
+              "state_mib": state / 2**20}
+    Path(result_path).write_text(json.dumps(result))
 
 
 # ---- driver ---------------------------------------------------------------------------------
@@ -199,19 +215,20 @@ def measure(kind: str, config: dict, workdir: Path, nproc: int, threads: int, wa
         raise SystemExit(f"{' '.join(command)} failed:\n{done.stdout[-2000:]}\n{done.stderr[-4000:]}")
     batch = config["train"]["batch_size"]
     if kind == "reference":
-        result = json.loads(result_path.read_text())
-        step_times, peak, cpu_per_step = result["step_times"], result["peak_rss_mib"], result["cpu_times"]
+        ranks = [json.loads(result_path.read_text())]
+        step_times = ranks[0]["step_times"]
     else:
         from vla_core.engine.metrics import read_metrics
 
         step_times = [r["step_time_s"] for r in read_metrics(config["output_dir"])]
         ranks = [json.loads(Path(f"{result_path}.rank{r}").read_text()) for r in range(nproc)]
-        peak = max(r["peak_rss_mib"] for r in ranks)
-        cpu_per_step = [sum(per_rank) for per_rank in zip(*(r["cpu_times"] for r in ranks), strict=True)]
+    cpu_per_step = [sum(per_rank) for per_rank in zip(*(r["cpu_times"] for r in ranks), strict=True)]
     return {
         "samples_per_s": batch / statistics.median(step_times[warmup:]),
         "cpu_ms_per_sample": 1000 * statistics.median(cpu_per_step[warmup:]) / batch,
-        "peak_rss_mib": peak,
+        "state_mib": max(r["state_mib"] for r in ranks),
+        "train_rss_mib": max(r["train_rss_mib"] for r in ranks),
+        "peak_rss_mib": max(r["peak_rss_mib"] for r in ranks),
     }
 
 
@@ -256,12 +273,14 @@ def main() -> None:
                     print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
     print(f"batch {args.batch_size}, {args.steps} steps (median of the last {args.steps - args.warmup}), "
           f"{args.threads} thread(s) per process")
-    print("| model | params | precision | processes | samples/s | CPU ms/sample | peak RSS MiB/process "
-          "| reference samples/s | reference CPU ms/sample | samples/s vs reference | CPU vs reference | load |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("| model | params | precision | processes | samples/s | CPU ms/sample | params+AdamW MiB/process "
+          "| peak RSS MiB/process (training; with final checkpoint) | reference samples/s | reference CPU ms/sample "
+          "| samples/s vs reference | CPU vs reference | load |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['model']} | {r['params_m']:.1f}M | {r['precision']} | {r['processes']} "
-              f"| {r['samples_per_s']:.2f} | {r['cpu_ms_per_sample']:.1f} | {r['peak_rss_mib']:.0f} "
+              f"| {r['samples_per_s']:.2f} | {r['cpu_ms_per_sample']:.1f} | {r['state_mib']:.0f} "
+              f"| {r['train_rss_mib']:.0f}; {r['peak_rss_mib']:.0f} "
               f"| {r['reference_samples_per_s']:.2f} | {r['reference_cpu_ms_per_sample']:.1f} "
               f"| {r['ratio']:.2f} | {r['cpu_ratio']:.2f} | {r['load_average']:.1f} |")
     if args.json:
