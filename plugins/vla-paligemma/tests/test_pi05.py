@@ -93,6 +93,10 @@ def test_cached_sampling_equals_recomputing_the_prefix(pi05: PI05FlowMatching, p
     recomputed = pi05.predict_action(*args, noise=pi0_inputs["noise"], num_steps=4, use_prefix_cache=False)
     assert cached.shape == (2, 4, 5)
     torch.testing.assert_close(cached, recomputed, atol=1e-5, rtol=0)
+    pi05.fuse_expert_weights = False
+    torch.testing.assert_close(pi05.predict_action(*args, noise=pi0_inputs["noise"], num_steps=4), cached,
+                               atol=1e-5, rtol=0)
+    pi05.fuse_expert_weights = True
     # The fused expert weights of the cached path follow in-place updates (as an optimizer makes).
     with torch.no_grad():
         pi05.llm_expert.layers[0].mlp.up_proj.weight.mul_(1.5)

@@ -64,6 +64,7 @@ class FlowMatchingVLA(BaseVLA, metaclass=ABCMeta):
         min_period: float = 4e-3,
         max_period: float = 4.0,
         use_prefix_cache: bool = True,
+        fuse_expert_weights: bool = True,
         **kwargs: Any,
     ) -> None:
         """
@@ -85,6 +86,8 @@ class FlowMatchingVLA(BaseVLA, metaclass=ABCMeta):
             max_period: longest period of the sinusoidal time embedding.
             use_prefix_cache: predict_action computes the prefix keys/values once; False recomputes the
                 prefix at every step.
+            fuse_expert_weights: the cached sampler reads the expert through concatenated q|k|v and
+                gate|up weights (fewer products per step; one extra copy of those weights in memory).
         """
         super().__init__(**kwargs)
         self._reject_unused_parts()
@@ -104,6 +107,7 @@ class FlowMatchingVLA(BaseVLA, metaclass=ABCMeta):
         )
         self.min_period, self.max_period = min_period, max_period
         self.use_prefix_cache = use_prefix_cache
+        self.fuse_expert_weights = fuse_expert_weights
         self.action_in_proj = self._projector(action_in_proj, max_action_dim, proj_width, "action_in_proj")
         self.action_out_proj = self._projector(action_out_proj, proj_width, max_action_dim, "action_out_proj")
         self._check_geometry()
@@ -294,7 +298,7 @@ class FlowMatchingVLA(BaseVLA, metaclass=ABCMeta):
         step_times = torch.tensor(times, dtype=torch.float32, device=x.device).repeat_interleave(batch)
         time_emb = self.time_embedding(step_times).reshape(num_steps, batch, -1)
         time_terms, conds = self.step_conditioning(time_emb)
-        fused = self._fused_expert.get(self.llm_expert)
+        fused = self._fused_expert.get(self.llm_expert) if self.fuse_expert_weights else None
         cache, rotary, mask = self._prepare_cache(prefix, prefix_mask, states)
         for step in range(num_steps):
             cond = None if conds is None else conds[step]
