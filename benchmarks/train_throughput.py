@@ -7,7 +7,7 @@ projector + Qwen2 decoder + MLP action head) and each precision (fp32, bf16 auto
 measures, each in a fresh process on the same LeRobot v3.0 dataset (written here with
 LeRobotWriter, read by LeRobotDataset through VLAProcessor):
 
-  * reference: a hand-written loop (DataLoader, forward, backward, AdamW) on 1 process;
+  * reference: a hand-written loop (DataLoader, forward, backward, clipping, AdamW) on 1 process;
   * engine, 1 process: `Trainer` (sampler, accumulation, clipping, metrics, checkpoints);
   * engine, 2 processes: `Trainer` under torchrun, FSDP2 over gloo.
 
@@ -150,7 +150,7 @@ def worker_engine(config_path: Path, result_path: Path, threads: int) -> None:
 
 
 def worker_reference(config_path: Path, result_path: Path, threads: int) -> None:
-    """The plain loop: same model, data, processor and batch size; no engine."""
+    """The plain loop: same model, data, processor, batch size and gradient clipping; no engine."""
     import contextlib
 
     import torch
@@ -185,6 +185,7 @@ def worker_reference(config_path: Path, result_path: Path, threads: int) -> None
         with autocast:
             loss = vla(**batch)["loss"]
         loss.backward()
+        torch.nn.utils.clip_grad_norm_(vla.parameters(), config.train.max_grad_norm)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         times.append(time.perf_counter() - start)
