@@ -39,8 +39,11 @@ def _build_transformers_model(model_type: str, config: dict[str, Any], pretraine
 class TransformersVisionBackbone(nn.Module):
     """An image encoder from transformers: (B, C, H, W) -> patch features (B, P, embed_dim).
 
+    Vision transformers give their token sequence; convolutional nets (ResNet, ConvNeXt)
+    give their (B, C, h, w) feature map as h * w tokens of width C (row-major).
+
     Args:
-        model_type: transformers model type, e.g. "siglip_vision_model", "dinov2", "vit".
+        model_type: transformers model type, e.g. "siglip_vision_model", "dinov2", "vit", "resnet".
         config: transformers config overrides (hidden_size, num_hidden_layers, image_size, patch_size, ...).
         pretrained_name_or_path: local directory with a saved model; its config wins over `config`.
         feature_layer: which hidden state to return; -1 is the last, -2 the penultimate (LLaVA).
@@ -55,15 +58,22 @@ class TransformersVisionBackbone(nn.Module):
     ) -> None:
         super().__init__()
         self.model = _build_transformers_model(model_type, dict(config or {}), pretrained_name_or_path)
-        self.embed_dim: int = self.model.config.hidden_size
+        hf_config = self.model.config
+        width = getattr(hf_config, "hidden_size", None)
+        if width is None:  # conv nets list one width per stage; hidden_states[i] has hidden_sizes[i - 1]
+            width = list(hf_config.hidden_sizes)[feature_layer]
+        self.embed_dim: int = int(width)
         self.feature_layer = feature_layer
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """images (B, C, H, W) normalised -> (B, P, embed_dim)."""
         if self.feature_layer == -1:
-            return self.model(pixel_values=images).last_hidden_state
-        out = self.model(pixel_values=images, output_hidden_states=True)
-        return out.hidden_states[self.feature_layer]
+            features = self.model(pixel_values=images).last_hidden_state
+        else:
+            features = self.model(pixel_values=images, output_hidden_states=True).hidden_states[self.feature_layer]
+        if features.ndim == 4:  # a conv feature map (B, C, h, w) -> (B, h * w, C)
+            features = features.flatten(2).transpose(1, 2)
+        return features
 
 
 class TransformersLLMBackbone(nn.Module):
