@@ -18,18 +18,22 @@ CHUNK = 1
 
 @pytest.mark.slow
 def test_two_processes_match_one_and_hold_half_the_bytes(lerobot_root, tmp_path):
-    settings = {"steps": 5, "batch_size": 4, "save_every": 5, "lr": 1e-3, "weight_decay": 0.01, "warmup_steps": 2}
+    # max_grad_norm below the gradient norm (~0.3): clipping over the sharded gradients is exercised too.
+    settings = {"steps": 5, "batch_size": 4, "save_every": 5, "lr": 1e-3, "weight_decay": 0.01, "warmup_steps": 2,
+                "max_grad_norm": 0.05}
     single = lerobot_run_config(tmp_path / "single", lerobot_root, chunk_size=CHUNK, **settings)
     sharded = lerobot_run_config(tmp_path / "sharded", lerobot_root, chunk_size=CHUNK, **settings)
     config_path = write_config(tmp_path / "sharded.json", sharded)
     run_script(script_command(config_path, "--shards", str(tmp_path / "shards"), nproc=2))
     train(single)
 
-    one = [r["loss"] for r in read_metrics(tmp_path / "single")]
-    two = [r["loss"] for r in read_metrics(tmp_path / "sharded")]
+    records_one, records_two = read_metrics(tmp_path / "single"), read_metrics(tmp_path / "sharded")
+    one, two = [r["loss"] for r in records_one], [r["loss"] for r in records_two]
     assert len(one) == len(two) == 5
     assert max(abs(a - b) for a, b in zip(one, two, strict=True)) < 1e-5, (one, two)
     assert len({round(loss, 6) for loss in one}) > 1  # the model trains: losses move
+    for a, b in zip(records_one, records_two, strict=True):
+        assert a["grad_norm"] > 0.05 and b["grad_norm"] == pytest.approx(a["grad_norm"], rel=1e-4)
 
     # The checkpoint gathered from the shards holds the same weights as the 1-process run.
     # Except attention key biases: softmax ignores them, so their true gradient is 0 and
