@@ -44,7 +44,8 @@ class TransformersVisionBackbone(nn.Module):
 
     Args:
         model_type: transformers model type, e.g. "siglip_vision_model", "dinov2", "vit", "resnet".
-        config: transformers config overrides (hidden_size, num_hidden_layers, image_size, patch_size, ...).
+        config: transformers config overrides (hidden_size, num_hidden_layers, image_size, patch_size, ...);
+            for SigLIP set `vision_use_head: false`: its pooling head computes a vector we never read.
         pretrained_name_or_path: local directory with a saved model; its config wins over `config`.
         feature_layer: which hidden state to return; -1 is the last, -2 the penultimate (LLaVA).
     """
@@ -101,5 +102,7 @@ class TransformersLLMBackbone(nn.Module):
 
     def forward(self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor) -> BackboneOutput:
         """inputs_embeds (B, S, hidden_size), attention_mask (B, S) bool -> features (B, S, hidden_size)."""
-        out = self.model(inputs_embeds=inputs_embeds, attention_mask=attention_mask.long())
+        # No KV cache in a plain forward: it costs memory and breaks recomputation under
+        # activation checkpointing.
+        out = self.model(inputs_embeds=inputs_embeds, attention_mask=attention_mask.long(), use_cache=False)
         return BackboneOutput(out.last_hidden_state, attention_mask.bool(), None)
