@@ -105,7 +105,10 @@ class ActionHead(Protocol):
     ) -> dict[str, torch.Tensor]:
         """input_features (B, S, D); states (B, state_dim); attention_mask (B, S) bool;
         actions (B, T, A) normalised targets; action_masks (B, T) bool (False = padding past
-        the episode end) -> {"loss": scalar, "pred_actions": (B, T, A), ...}."""
+        the episode end) -> {"loss": scalar, "pred_actions": (B, T, A), ...}. A head whose loss
+        is a masked mean should also return "loss_weight": the scalar count it divides by;
+        the engine then averages over the valid elements of the whole global batch, exactly,
+        across micro-batches and processes."""
         ...
 
     def predict_action(

@@ -218,11 +218,21 @@ class Trainer:
         return contextlib.nullcontext()
 
     def _train_step(self, batches: Iterator[dict[str, Any]]) -> dict[str, Any]:
-        """One optimizer step over `grad_accum_steps` micro-batches -> its metrics."""
+        """One optimizer step over `grad_accum_steps` micro-batches -> its metrics.
+
+        When the model returns `loss_weight` (the count its masked-mean loss divides by),
+        the step's loss is the mean over every valid element of the global batch: each
+        micro-batch back-propagates its weighted sum and the gradients are divided by the
+        total weight of all micro-batches on all ranks. One process, N processes and
+        gradient accumulation then give the same update even when padding makes batches
+        weigh differently. Without `loss_weight`, micro-batch losses are averaged.
+        """
         train, context = self.train_config, self.context
         started = time.perf_counter()
         lr = self.scheduler.get_last_lr()[0]
-        loss_sum = torch.zeros((), dtype=torch.float64)
+        loss_sum = torch.zeros((), dtype=torch.float64)  # sum of losses, or of loss x weight
+        weight_sum = torch.zeros((), dtype=torch.float64)
+        weighted = False
         bad_batches: dict[int, dict[str, Any]] = {}  # micro-step -> batch, when its loss is not finite
         accum = train.grad_accum_steps
         for micro_step in range(accum):
@@ -230,14 +240,29 @@ class Trainer:
             if context.is_distributed:  # reduce-scatter gradients once, after the last micro-batch
                 self.model.set_requires_gradient_sync(micro_step == accum - 1)
             with self._autocast():
-                loss = self.model(**batch)["loss"]
+                out = self.model(**batch)
+            loss, weight = out["loss"], out.get("loss_weight")
             if not bool(torch.isfinite(loss.detach())):
                 bad_batches[micro_step] = batch
-            (loss / accum).backward()
-            loss_sum += loss.detach().double().cpu()
-        totals = context.all_reduce_sum(torch.stack([loss_sum, torch.tensor(float(len(bad_batches)))]).double())
-        if totals[1] > 0:
+            if weight is not None:
+                weighted = True
+                weight = weight.detach().to(loss.dtype)
+                (loss * weight).backward()
+                loss_sum += (loss.detach() * weight).double().cpu()
+                weight_sum += weight.double().cpu()
+            else:
+                (loss / accum).backward()
+                loss_sum += loss.detach().double().cpu()
+        totals = context.all_reduce_sum(torch.stack([loss_sum, weight_sum, torch.tensor(float(len(bad_batches)))]))
+        if totals[2] > 0:
             self._diverged("the loss", bad_batches)
+        if weighted:
+            total_weight = max(float(totals[1]), 1e-12)
+            # FSDP averaged the gradients over ranks; undo that and divide by the global weight.
+            self._scale_gradients(context.world_size / total_weight)
+            step_loss = float(totals[0]) / total_weight
+        else:
+            step_loss = float(totals[0]) / (accum * context.world_size)
         grad_norm = self._clip_gradients()
         if not math.isfinite(grad_norm):
             self._diverged("the gradient norm", {m: {} for m in range(accum)})
@@ -247,7 +272,7 @@ class Trainer:
         elapsed = time.perf_counter() - started
         samples_seen = (self.step + 1) * train.batch_size
         return {
-            "loss": float(totals[0]) / (accum * context.world_size),
+            "loss": step_loss,
             "lr": lr,
             "grad_norm": grad_norm,
             "samples_per_s": train.batch_size / elapsed,
@@ -255,6 +280,12 @@ class Trainer:
             "epoch": samples_seen / (self.sampler.steps_per_epoch * train.batch_size),
             "samples_seen": samples_seen,
         }
+
+    def _scale_gradients(self, factor: float) -> None:
+        with torch.no_grad():
+            for param in self.model.parameters():
+                if param.grad is not None:
+                    param.grad.mul_(factor)
 
     def _clip_gradients(self) -> float:
         """Clip the global gradient norm (over every rank's shards) and return it."""

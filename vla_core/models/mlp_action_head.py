@@ -81,15 +81,17 @@ class MLPActionHead(nn.Module):
         action_masks: torch.Tensor,
         **kwargs: Any,
     ) -> dict[str, torch.Tensor]:
-        """(B, S, D), (B, state_dim), (B, S), (B, T, A), (B, T) -> {"loss", "pred_actions" (B, T, A)}."""
+        """(B, S, D), (B, state_dim), (B, S), (B, T, A), (B, T) -> {"loss", "pred_actions" (B, T, A),
+        "loss_weight" (the number of valid elements the loss averages)}."""
         pred = self._predict(input_features, states, attention_mask)
         target = actions[:, : self.chunk_size, : self.action_dim].to(pred.dtype)
         error = F.l1_loss(pred, target, reduction="none") if self.loss_type == "l1" else F.mse_loss(
             pred, target, reduction="none"
         )
         mask = action_masks[:, : self.chunk_size].to(pred.dtype).unsqueeze(-1)
-        loss = (error * mask).sum() / (mask.sum() * self.action_dim).clamp(min=1.0)
-        return {"loss": loss, "pred_actions": pred}
+        count = mask.sum() * self.action_dim  # valid elements: the engine weighs micro-batches by it
+        loss = (error * mask).sum() / count.clamp(min=1.0)
+        return {"loss": loss, "pred_actions": pred, "loss_weight": count.detach()}
 
     @torch.no_grad()
     def predict_action(
