@@ -96,7 +96,8 @@ def check_action_head(
 
     Checks: `forward` returns a finite scalar loss and pred_actions (B, T, A); the loss
     back-propagates into the head's parameters; `predict_action` returns (B, T, A); a
-    padded action step (action_masks False) does not change the loss.
+    padded action step (action_masks False) does not change the loss; an optional
+    `loss_weight` is a positive scalar that counts only valid steps.
     """
     import torch
 
@@ -116,6 +117,16 @@ def check_action_head(
     loss.backward()
     grads = [p.grad for p in head.parameters() if p.requires_grad]
     assert any(g is not None and g.abs().sum() > 0 for g in grads), "the loss does not reach the head's parameters"
+
+    if "loss_weight" in out:  # the count a masked-mean loss divides by: scalar, and padding lowers it
+        weight = out["loss_weight"]
+        assert weight.ndim == 0 and float(weight) > 0, f"loss_weight must be a positive scalar, got {weight}"
+        fewer = action_masks.clone()
+        fewer[:, 0] = False
+        torch.manual_seed(0)
+        assert float(head(feats, states, mask, actions, fewer)["loss_weight"]) < float(weight), (
+            "loss_weight does not count the valid (unpadded) action steps"
+        )
 
     changed = actions.clone()
     changed[:, -1] += 100.0  # only padded steps differ

@@ -154,10 +154,10 @@ class DiffusionActionHead(nn.Module):
             timesteps = torch.randint(0, self.noise_scheduler.num_train_timesteps, (batch,), device=actions.device)
         noisy = self.noise_scheduler.add_noise(actions, noise, timesteps)
         eps = self.predict_noise(cond, noisy, timesteps)
-        loss = (F.mse_loss(eps, noise, reduction="none") * step_mask).sum() / (step_mask.sum() * self.action_dim).clamp(
-            min=1.0
-        )
-        return {"loss": loss, "pred_actions": self.noise_scheduler.predict_original(eps, timesteps, noisy)}
+        count = step_mask.sum() * self.action_dim  # valid elements: the engine weighs micro-batches by it
+        loss = (F.mse_loss(eps, noise, reduction="none") * step_mask).sum() / count.clamp(min=1.0)
+        pred_actions = self.noise_scheduler.predict_original(eps, timesteps, noisy)
+        return {"loss": loss, "pred_actions": pred_actions, "loss_weight": count.detach()}
 
     @torch.no_grad()
     def predict_action(

@@ -253,9 +253,10 @@ class FlowMatchingHead(nn.Module):
         width = self.out_action_dim
         pred, target = pred[..., :width], target[..., :width]
         squared = (pred - target) ** 2 * step_mask
-        loss = squared.sum() / (step_mask.sum() * width).clamp(min=1.0)
+        count = step_mask.sum() * width  # valid elements: the engine weighs micro-batches by it
+        loss = squared.sum() / count.clamp(min=1.0)
         estimate = noisy[..., :width] + (1 - t3) * pred
-        return {"loss": loss, "pred_actions": estimate, "pred_velocity": pred}
+        return {"loss": loss, "pred_actions": estimate, "pred_velocity": pred, "loss_weight": count.detach()}
 
     @torch.no_grad()
     def predict_action(

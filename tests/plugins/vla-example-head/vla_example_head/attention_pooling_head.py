@@ -63,8 +63,9 @@ class AttentionPoolingHead(nn.Module):
         pred = self._predict(input_features, states, attention_mask)
         error = F.l1_loss(pred, actions[:, : self.chunk_size, : self.action_dim].to(pred.dtype), reduction="none")
         mask = action_masks[:, : self.chunk_size].to(pred.dtype).unsqueeze(-1)
-        loss = (error * mask).sum() / (mask.sum() * self.action_dim).clamp(min=1.0)
-        return {"loss": loss, "pred_actions": pred}
+        count = mask.sum() * self.action_dim  # "loss_weight": lets the engine average over the global batch
+        loss = (error * mask).sum() / count.clamp(min=1.0)
+        return {"loss": loss, "pred_actions": pred, "loss_weight": count.detach()}
 
     @torch.no_grad()
     def predict_action(
