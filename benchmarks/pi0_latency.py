@@ -6,7 +6,8 @@ timing is the median of --runs calls after --warmup calls, the two models interl
 that background load hits both alike. Also: our sampler without the prefix cache (the
 prefix recomputed at every step), to show what the cache buys, and the time of the
 prefix alone (images + instruction through the VLM, run once per call by both): the
-part of a call that the denoising loop's optimisations cannot touch.
+part of a call that the denoising loop's optimisations cannot touch, and one denoising
+step of each loop.
 
     .venv/bin/python benchmarks/pi0_latency.py            # tiny and ~100M configs
     .venv/bin/python benchmarks/pi0_latency.py --configs tiny --runs 5
@@ -67,7 +68,7 @@ def median_ms(fn: Callable[[], Any], samples: list[float]) -> None:
 
 def run_config(name: str, warmup: int, runs: int, nocache_runs: int) -> dict[str, Any]:
     from transformers import PI0Config, PI0ForConditionalGeneration
-    from vla_paligemma.joint_attention import prefix_cache
+    from vla_paligemma.joint_attention import expert_block, prefix_cache
 
     import vla_core
 
@@ -114,6 +115,27 @@ def run_config(name: str, warmup: int, runs: int, nocache_runs: int) -> dict[str
         embeds, pad_mask = ours.vlm_backbone.embed_prefix(images, img_masks, lang, lang_masks)
         return prefix_cache(ours.vlm_backbone, embeds, pad_mask, embeds.shape[1] + 1 + spec["chunk_size"])
 
+    # One denoising step of each loop, against an already computed prefix.
+    time_tensor = torch.full((1,), 0.5)
+    with torch.inference_mode():
+        ref_cache = reference_prefix().past_key_values
+        prefix_len = ref_cache.get_seq_length()
+        embeds, pad_mask = ours.vlm_backbone.embed_prefix(images, img_masks, lang, lang_masks)
+        our_cache, rotary, mask = ours._prepare_cache(embeds, pad_mask, state)
+        fused = ours._fused_expert.get(ours.llm_expert)
+        time_term = ours.step_conditioning(ours.time_embedding(time_tensor)[None])[0][0]
+
+    def reference_step() -> torch.Tensor:  # the body of sample_actions' loop
+        out = reference(state=state, noise=noise, timestep=time_tensor, pixel_attention_mask=img_masks,
+                        attention_mask=attention_mask, past_key_values=ref_cache)
+        ref_cache.crop(prefix_len - ref_cache.get_seq_length())
+        return out.logits
+
+    def ours_step() -> torch.Tensor:  # the body of predict_action's loop
+        tokens = ours.action_tokens(noise, time_term)
+        hidden = expert_block(ours.llm_expert, our_cache, tokens, rotary, mask, None, fused)
+        return ours.action_out_proj(ours.llm_expert.final_norm(hidden))
+
     with torch.inference_mode():
         max_diff = (reference_call() - ours_call()).abs().max().item()
         for _ in range(warmup):
@@ -124,9 +146,13 @@ def run_config(name: str, warmup: int, runs: int, nocache_runs: int) -> dict[str
         nocache_ms: list[float] = []
         ref_prefix_ms: list[float] = []
         ours_prefix_ms: list[float] = []
+        ref_step_ms: list[float] = []
+        ours_step_ms: list[float] = []
         for i in range(runs):
             median_ms(reference_call, ref_ms)
             median_ms(ours_call, ours_ms)
+            median_ms(reference_step, ref_step_ms)
+            median_ms(ours_step, ours_step_ms)
             if i < nocache_runs:
                 median_ms(lambda: ours_call(False), nocache_ms)
                 median_ms(reference_prefix, ref_prefix_ms)
@@ -140,6 +166,8 @@ def run_config(name: str, warmup: int, runs: int, nocache_runs: int) -> dict[str
         "nocache": statistics.median(nocache_ms),
         "ref_prefix": statistics.median(ref_prefix_ms),
         "ours_prefix": statistics.median(ours_prefix_ms),
+        "ref_step": statistics.median(ref_step_ms),
+        "ours_step": statistics.median(ours_step_ms),
         "max_diff": max_diff,
     }
 
@@ -157,12 +185,14 @@ def main() -> None:
     rows = [run_config(name, args.warmup, args.runs, args.nocache_runs) for name in args.configs]
     print(f"load average {os.getloadavg()[0]:.2f} at end\n")
     print("| config | params | prefix tokens | transformers ms | ours ms | ours / transformers "
-          "| ours no-cache ms | cache gain (no cache / cache) | prefix ms (transformers / ours) | max abs diff |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+          "| ours no-cache ms | cache gain (no cache / cache) | prefix ms (transformers / ours) "
+          "| one step ms (transformers / ours) | max abs diff |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['config']} | {r['params'] / 1e6:.1f}M | {r['prefix']} | {r['transformers']:.1f} | {r['ours']:.1f} "
               f"| {r['ours'] / r['transformers']:.2f} | {r['nocache']:.1f} | {r['nocache'] / r['ours']:.2f} "
-              f"| {r['ref_prefix']:.1f} / {r['ours_prefix']:.1f} | {r['max_diff']:.1e} |")
+              f"| {r['ref_prefix']:.1f} / {r['ours_prefix']:.1f} | {r['ref_step']:.1f} / {r['ours_step']:.1f} "
+              f"| {r['max_diff']:.1e} |")
 
 if __name__ == "__main__":
     main()
