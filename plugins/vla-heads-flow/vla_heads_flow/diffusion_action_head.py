@@ -24,9 +24,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from vla_core.errors import ConfigError
+from vla_core.models.mlp_resnet import MLPResNet
 from vla_heads_flow.ddim import BetaSchedule, DDIMScheduler
 from vla_heads_flow.inputs import check_chunk, check_features
-from vla_heads_flow.mlp_resnet import MLPResNet
 
 
 def timestep_encoding(timesteps: torch.Tensor, dim: int) -> torch.Tensor:

@@ -17,36 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vla_core.errors import VLAError
-
-
-class MLPResNetBlock(nn.Module):
-    """Pre-LayerNorm residual feed-forward block: x + ReLU(Linear(LayerNorm(x))), (..., dim)."""
-
-    def __init__(self, dim: int) -> None:
-        super().__init__()
-        self.ffn = nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, dim), nn.ReLU())
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.ffn(x)
-
-
-class MLPResNet(nn.Module):
-    """LayerNorm -> Linear -> ReLU -> residual blocks -> LayerNorm -> Linear: (..., input_dim) -> (..., output_dim)."""
-
-    def __init__(self, num_blocks: int, input_dim: int, hidden_dim: int, output_dim: int) -> None:
-        super().__init__()
-        self.layer_norm1 = nn.LayerNorm(input_dim)
-        self.fc1 = nn.Linear(input_dim, hidden_dim)
-        self.relu = nn.ReLU()
-        self.mlp_resnet_blocks = nn.ModuleList([MLPResNetBlock(hidden_dim) for _ in range(num_blocks)])
-        self.layer_norm2 = nn.LayerNorm(hidden_dim)
-        self.fc2 = nn.Linear(hidden_dim, output_dim)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.relu(self.fc1(self.layer_norm1(x)))
-        for block in self.mlp_resnet_blocks:
-            x = block(x)
-        return self.fc2(self.layer_norm2(x))
+from vla_core.models.mlp_resnet import MLPResNet
 
 
 class L1RegressionActionHead(nn.Module):

@@ -1,5 +1,8 @@
 """OpenVLA-OFT's MLP-ResNet (prismatic/models/action_heads.py), with its key names.
 
+Shared by the heads that use it (vla-heads-flow's DiffusionActionHead, vla-openvla's
+L1RegressionActionHead), so both load OFT's weights the same way.
+
     x = ReLU(fc1(LN(x)));  x = x + ReLU(Linear(LN(x))) per block;  out = fc2(LN(x))
 """
 
