@@ -104,7 +104,8 @@ def generate_dataset(
         out: dataset directory to create (written atomically).
         env_kwargs: env constructor arguments (image_size, camera, max_steps, ...).
         seed: the first layout seed; task episodes use seed, seed + 1, ...
-        workers: processes rolling out episodes in parallel (1 = in this process).
+        workers: processes rolling out episodes in parallel (1 = in this process). Workers find
+            the env by name again, so it must be an installed plugin, not a `register()`ed class.
         video: store cameras as MP4 video instead of inline PNG images.
         overwrite: replace an existing dataset at `out`.
         max_attempts_factor: give up on a task after episodes x this many layouts tried.
