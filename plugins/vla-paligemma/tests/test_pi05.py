@@ -124,7 +124,7 @@ def test_overfits_one_batch(tiny_vla_spec: Any, pi0_inputs: dict) -> None:
 
     initial = eval_loss()
     optimizer = torch.optim.AdamW(model.parameters(), lr=5e-3, weight_decay=0.0, fused=True)
-    for step in range(25):  # the batch is the observations, the actions and 4 (noise, time) draws
+    for step in range(30):  # the batch is the observations, the actions and 4 (noise, time) draws
         loss = model(**batch, noise=eval_noise[step % 4], timestep=eval_time[step % 4])["loss"]
         optimizer.zero_grad()
         loss.backward()
