@@ -73,8 +73,6 @@ class GemmaLLMBackbone(nn.Module):
             or under `model.`).
     """
 
-    supports_kv_cache = True
-
     def __init__(
         self,
         hidden_size: int = 1024,
