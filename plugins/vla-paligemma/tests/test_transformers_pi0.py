@@ -165,3 +165,25 @@ def test_openpi_layout_loads_through_its_name_mapping(
     assert loaded.load_report.ok and loaded.load_report.ignored == 0
     with torch.no_grad():
         torch.testing.assert_close(loaded(**pi0_inputs)["velocity"], ours(**pi0_inputs)["velocity"], atol=0, rtol=0)
+
+
+def test_full_size_defaults_have_transformers_pi0_shapes() -> None:
+    """Built on the meta device (no memory): the pi0 preset + default expert has every tensor of
+    transformers' default PI0Config (lerobot/pi0_base), same names after mapping, same shapes."""
+    from transformers import PI0Config
+    from vla_paligemma.transformers_pi0 import TRANSFORMERS_PI0_MEMORY_NAME_MAPPING
+
+    from vla_core.models.weights import map_checkpoint_keys
+
+    with torch.device("meta"):
+        reference = PI0ForConditionalGeneration(PI0Config())
+        ours = vla_core.build_vla({
+            "type": "PI0FlowMatching",
+            "vlm_backbone": {"type": "PaliGemma", "vlm_backbone_id": "pi0_paligemma_3b_224"},
+            "llm_expert": {"type": "GemmaLLMBackbone", "vocab_size": 257152},  # transformers keeps the table
+        })
+    theirs, ignored = map_checkpoint_keys(reference.state_dict(), TRANSFORMERS_PI0_MEMORY_NAME_MAPPING)
+    mine = ours.state_dict()
+    assert ignored == 0 and set(theirs) == set(mine)
+    assert all(theirs[key].shape == mine[key].shape for key in mine)
+    assert sum(p.numel() for p in ours.parameters()) == sum(p.numel() for p in reference.parameters())
