@@ -17,10 +17,10 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
+from vla_core.models.packed_linear import PackedLinear
 from vla_heads_flow.action_encoder import sinusoidal_encoding
 from vla_heads_flow.dit import BasicTransformerBlock
 from vla_heads_flow.embodiment import CategorySpecificLinear
-from vla_heads_flow.packed_linear import PackedLinear
 
 if TYPE_CHECKING:
     from vla_heads_flow.flow_matching_head import FlowMatchingHead
