@@ -1,7 +1,9 @@
 """pi0 sampling latency: our PI0FlowMatching.predict_action vs transformers' PI0 sample_actions.
 
 Same weights (a random transformers PI0 saved and loaded through `vla_core.load_pretrained`),
-same observation and noise; batch 1, one camera, 10 Euler steps, fp32, 2 threads. Each
+same observation and noise; batch 1, one camera, 10 Euler steps, fp32, 2 threads (--threads).
+Ours runs with its defaults (prefix cache, fused expert weights, weights packed for oneDNN);
+"ours unpacked" is the same sampler with prepack_weights off (torch's default F.linear). Each
 timing is the median of --runs calls after --warmup calls, the two models interleaved so
 that background load hits both alike. Also: our sampler without the prefix cache (the
 prefix recomputed at every step), to show what the cache buys, and the time of the
@@ -10,6 +12,7 @@ part of a call that the denoising loop's optimisations cannot touch, and one den
 step of each loop.
 
     .venv/bin/python benchmarks/pi0_latency.py            # tiny and ~100M configs
+    .venv/bin/python benchmarks/pi0_latency.py --threads 1
     .venv/bin/python benchmarks/pi0_latency.py --configs tiny --runs 5
 """
 
@@ -71,6 +74,7 @@ def run_config(name: str, warmup: int, runs: int, nocache_runs: int) -> dict[str
     from vla_paligemma.joint_attention import expert_block, prefix_cache
 
     import vla_core
+    from vla_core.models.packed_linear import packed_linears
 
     torch.manual_seed(0)
     spec = CONFIGS[name]
@@ -82,6 +86,8 @@ def run_config(name: str, warmup: int, runs: int, nocache_runs: int) -> dict[str
     with tempfile.TemporaryDirectory() as directory:
         reference.save_pretrained(directory)
         ours = vla_core.load_pretrained(directory)
+        unpacked = vla_core.load_pretrained(directory)  # its own instance: no cache rebuilt between the two
+    unpacked.prepack_weights = False
     params = sum(p.numel() for p in reference.parameters())
 
     vlm = spec["vlm_config"]
@@ -101,8 +107,9 @@ def run_config(name: str, warmup: int, runs: int, nocache_runs: int) -> dict[str
         return reference.sample_actions(state=state, input_ids=input_ids, pixel_values=images, noise=noise,
                                         attention_mask=attention_mask, pixel_attention_mask=img_masks, num_steps=10)
 
-    def ours_call(cache: bool = True) -> torch.Tensor:
-        return ours.predict_action(images, lang, lang_masks, img_masks, state, noise=noise, num_steps=10,
+    def ours_call(cache: bool = True, packed: bool = True) -> torch.Tensor:
+        model = ours if packed else unpacked
+        return model.predict_action(images, lang, lang_masks, img_masks, state, noise=noise, num_steps=10,
                                    use_prefix_cache=cache)
 
     def reference_prefix() -> Any:  # what sample_actions runs once before its loop
@@ -112,8 +119,10 @@ def run_config(name: str, warmup: int, runs: int, nocache_runs: int) -> dict[str
                                    token_type_ids=torch.zeros_like(attention_mask), use_cache=True)
 
     def ours_prefix() -> Any:  # the same part of predict_action
-        embeds, pad_mask = ours.vlm_backbone.embed_prefix(images, img_masks, lang, lang_masks)
-        return prefix_cache(ours.vlm_backbone, embeds, pad_mask, embeds.shape[1] + 1 + spec["chunk_size"])
+        with packed_linears(ours):
+            embeds, pad_mask = ours.vlm_backbone.embed_prefix(images, img_masks, lang, lang_masks)
+            return prefix_cache(ours.vlm_backbone, embeds, pad_mask, embeds.shape[1] + 1 + spec["chunk_size"],
+                                ours.fused_vlm_layers())
 
     # One denoising step of each loop, against an already computed prefix.
     time_tensor = torch.full((1,), 0.5)
@@ -122,7 +131,7 @@ def run_config(name: str, warmup: int, runs: int, nocache_runs: int) -> dict[str
         prefix_len = ref_cache.get_seq_length()
         embeds, pad_mask = ours.vlm_backbone.embed_prefix(images, img_masks, lang, lang_masks)
         our_cache, rotary, mask = ours._prepare_cache(embeds, pad_mask, state)
-        fused = ours._fused_expert.get(ours.llm_expert)
+        fused = ours.fused_expert_layers()
         time_term = ours.step_conditioning(ours.time_embedding(time_tensor)[None])[0][0]
 
     def reference_step() -> torch.Tensor:  # the body of sample_actions' loop
@@ -132,17 +141,22 @@ def run_config(name: str, warmup: int, runs: int, nocache_runs: int) -> dict[str
         return out.logits
 
     def ours_step() -> torch.Tensor:  # the body of predict_action's loop
-        tokens = ours.action_tokens(noise, time_term)
-        hidden = expert_block(ours.llm_expert, our_cache, tokens, rotary, mask, None, fused)
-        return ours.action_out_proj(ours.llm_expert.final_norm(hidden))
+        with packed_linears(ours):
+            tokens = ours.action_tokens(noise, time_term)
+            hidden = expert_block(ours.llm_expert, our_cache, tokens, rotary, mask, None, fused)
+            return ours.action_out_proj(ours.llm_expert.final_norm(hidden))
 
     with torch.inference_mode():
-        max_diff = (reference_call() - ours_call()).abs().max().item()
+        expected = reference_call()
+        max_diff = (expected - ours_call()).abs().max().item()
+        unpacked_diff = (expected - ours_call(packed=False)).abs().max().item()
         for _ in range(warmup):
             reference_call()
             ours_call()
+            ours_call(packed=False)
         ref_ms: list[float] = []
         ours_ms: list[float] = []
+        unpacked_ms: list[float] = []
         nocache_ms: list[float] = []
         ref_prefix_ms: list[float] = []
         ours_prefix_ms: list[float] = []
@@ -151,6 +165,7 @@ def run_config(name: str, warmup: int, runs: int, nocache_runs: int) -> dict[str
         for i in range(runs):
             median_ms(reference_call, ref_ms)
             median_ms(ours_call, ours_ms)
+            median_ms(lambda: ours_call(packed=False), unpacked_ms)
             median_ms(reference_step, ref_step_ms)
             median_ms(ours_step, ours_step_ms)
             if i < nocache_runs:
@@ -167,12 +182,13 @@ def run_config(name: str, warmup: int, runs: int, nocache_runs: int) -> dict[str
         "prefix": tokens_per_image + PROMPT_TOKENS,
         "transformers": statistics.median(ref_ms),
         "ours": statistics.median(ours_ms),
+        "unpacked": statistics.median(unpacked_ms),
         "nocache": statistics.median(nocache_ms),
         "ref_prefix": statistics.median(ref_prefix_ms),
         "ours_prefix": statistics.median(ours_prefix_ms),
         "ref_step": statistics.median(ref_step_ms),
         "ours_step": statistics.median(ours_step_ms),
-        "max_diff": max_diff,
+        "max_diff": max(max_diff, unpacked_diff),
     }
 
 
@@ -189,17 +205,20 @@ def main() -> None:
     rows = [run_config(name, args.warmup, args.runs, args.nocache_runs) for name in args.configs]
     print(f"load average {os.getloadavg()[0]:.2f} at end\n")
     print("| config | params | prefix tokens | transformers ms | ours ms | ours / transformers "
-          "| paired ratio | min ms (transformers / ours) | ours no-cache ms | cache gain (no cache / cache) "
-          "| prefix ms (transformers / ours) | one step ms (transformers / ours) | max abs diff |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+          "| paired ratio | min ms (transformers / ours) | ours unpacked ms (/ transformers) | ours no-cache ms "
+          "| cache gain (no cache / cache) | prefix ms (transformers / ours) | one step ms (transformers / ours) "
+          "| max abs diff |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['config']} | {r['params'] / 1e6:.1f}M | {r['prefix']} | {r['transformers']:.1f} | {r['ours']:.1f} "
               f"| {r['ours'] / r['transformers']:.2f} | {r['paired_ratio']:.2f} "
-              f"| {r['transformers_min']:.1f} / {r['ours_min']:.1f} | {r['nocache']:.1f} "
+              f"| {r['transformers_min']:.1f} / {r['ours_min']:.1f} "
+              f"| {r['unpacked']:.1f} ({r['unpacked'] / r['transformers']:.2f}) | {r['nocache']:.1f} "
               f"| {r['nocache'] / r['ours']:.2f} | {r['ref_prefix']:.1f} / {r['ours_prefix']:.1f} "
               f"| {r['ref_step']:.1f} / {r['ours_step']:.1f} | {r['max_diff']:.1e} |")
     print("\nms: medians of the interleaved runs; paired ratio: median over runs of ours / transformers in the same"
-          "\npair (robust to load drifting during the run); min: the least-disturbed run of each.")
+          "\npair (robust to load drifting during the run); min: the least-disturbed run of each; ours unpacked:"
+          "\nprepack_weights off (torch's default F.linear).")
 
 if __name__ == "__main__":
     main()

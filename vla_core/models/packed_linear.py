@@ -82,13 +82,16 @@ class PackedLinear:
         pack: bool = True,
         min_numel: int | None = None,
     ) -> None:
-        """weight (out, in); bias (out,) or None; pack: use oneDNN when `can_pack(weight, min_numel)`."""
-        self.weight = weight.detach()
+        """weight (out, in); bias (out,) or None; pack: use oneDNN when `can_pack(weight, min_numel)`.
+
+        Once packed, the unpacked weight is not kept (it may be a concatenated copy)."""
+        weight = weight.detach()
         self.bias = None if bias is None else bias.detach()
-        self.out_features = int(weight.shape[0])
+        self.out_features, self.in_features = int(weight.shape[0]), int(weight.shape[1])
         self.gelu = gelu
-        packable = pack and can_pack(self.weight, min_numel)
-        self.packed = torch.ops.mkldnn._reorder_linear_weight(self.weight, None) if packable else None
+        packable = pack and can_pack(weight, min_numel)
+        self.packed = torch.ops.mkldnn._reorder_linear_weight(weight, None) if packable else None
+        self.weight = None if packable else weight
 
     @classmethod
     def of(cls, linear: nn.Linear, gelu: bool = False, pack: bool = True, min_numel: int | None = None) -> PackedLinear:
@@ -106,6 +109,7 @@ class PackedLinear:
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """(..., in) -> (..., out)."""
         if self.packed is None:
+            assert self.weight is not None
             y = F.linear(x, self.weight, self.bias)
             return F.gelu(y, approximate="tanh") if self.gelu else y
         if torch.compiler.is_compiling():
@@ -175,11 +179,15 @@ def _packed_forward(linear: nn.Linear, x: torch.Tensor) -> torch.Tensor:
 
 def routable_linears(module: nn.Module, min_numel: int | None = None) -> list[nn.Linear]:
     """The `nn.Linear` layers of `module` (itself included) that `packed_linears` routes:
-    exactly `nn.Linear` (subclasses may compute something else), packable weights, and no
-    `forward` already replaced on the instance by someone else."""
+    `nn.Linear` or a subclass that keeps its `forward` (one that overrides it may compute
+    something else), a packable weight, and no `forward` already replaced on the instance
+    by someone else."""
     return [
         m for m in module.modules()
-        if type(m) is nn.Linear and can_pack(m.weight, min_numel) and ("forward" not in m.__dict__ or m in _ROUTED)
+        if isinstance(m, nn.Linear)
+        and type(m).forward is nn.Linear.forward
+        and can_pack(m.weight, min_numel)
+        and ("forward" not in m.__dict__ or m in _ROUTED)
     ]
 
 

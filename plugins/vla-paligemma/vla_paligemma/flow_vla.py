@@ -7,7 +7,9 @@ class owns the training loss and the sampler, with the fast path for sampling:
 * context tokens that do not depend on the noisy actions (pi0's state token) are run
   once and appended to the cache;
 * everything that depends only on the step's time (sinusoid, time MLPs) is computed for
-  all steps before the loop, and RoPE tables and masks once per call.
+  all steps before the loop, and RoPE tables and masks once per call;
+* on CPU, every large matrix product (SigLIP, projector, Gemma VLM, expert, action/time
+  MLPs) runs through oneDNN with weights packed once (`prepack_weights`).
 """
 
 from __future__ import annotations
@@ -22,9 +24,10 @@ from torch import nn
 from vla_core.config import LLMBackboneSpec, ProjectorSpec
 from vla_core.errors import ConfigError, DataError
 from vla_core.models import BaseVLA, build_component
+from vla_core.models.packed_linear import can_pack, packed_linears
 from vla_paligemma.attention import Rotary, additive_mask, key_padding_mask
 from vla_paligemma.flow_matching import denoising_times, masked_mse, sample_time, sinusoidal_time_embedding
-from vla_paligemma.fused_weights import FusedExpertWeights
+from vla_paligemma.fused_weights import FusedGemmaWeights, FusedLayer
 from vla_paligemma.joint_attention import StaticKVCache, expert_block, joint_pass, prefix_cache
 
 
@@ -65,6 +68,7 @@ class FlowMatchingVLA(BaseVLA, metaclass=ABCMeta):
         max_period: float = 4.0,
         use_prefix_cache: bool = True,
         fuse_expert_weights: bool = True,
+        prepack_weights: bool = True,
         **kwargs: Any,
     ) -> None:
         """
@@ -88,6 +92,10 @@ class FlowMatchingVLA(BaseVLA, metaclass=ABCMeta):
                 prefix at every step.
             fuse_expert_weights: the cached sampler reads the expert through concatenated q|k|v and
                 gate|up weights (fewer products per step; one extra copy of those weights in memory).
+            prepack_weights: on CPU, predict_action runs every large linear layer (SigLIP, projector, Gemma
+                VLM with fused q|k|v and gate|up, expert, action/time MLPs) through oneDNN with its weight
+                packed once and cached (2-3x faster products in fp32 than torch's default here); costs a
+                second copy of those weights in memory. No effect on CUDA or in training.
         """
         super().__init__(**kwargs)
         self._reject_unused_parts()
@@ -108,10 +116,13 @@ class FlowMatchingVLA(BaseVLA, metaclass=ABCMeta):
         self.min_period, self.max_period = min_period, max_period
         self.use_prefix_cache = use_prefix_cache
         self.fuse_expert_weights = fuse_expert_weights
+        self.prepack_weights = prepack_weights
         self.action_in_proj = self._projector(action_in_proj, max_action_dim, proj_width, "action_in_proj")
         self.action_out_proj = self._projector(action_out_proj, proj_width, max_action_dim, "action_out_proj")
         self._check_geometry()
-        self._fused_expert = FusedExpertWeights()  # not a module: no parameters, not saved
+        # Not modules: no parameters, not saved.
+        self._fused_expert = FusedGemmaWeights()
+        self._fused_vlm = FusedGemmaWeights()
 
     # ---- construction ------------------------------------------------------------
     def _expert_defaults(self, proj_width: int) -> dict[str, Any]:
@@ -278,7 +289,24 @@ class FlowMatchingVLA(BaseVLA, metaclass=ABCMeta):
 
         noise (B, T, max_action_dim) makes it reproducible; num_steps defaults to
         num_inference_steps; use_prefix_cache to the config's -> (B, T, max_action_dim).
+        With prepack_weights (on CPU), the linear layers run through packed oneDNN kernels:
+        the same numbers to float rounding.
         """
+        with packed_linears(self, enabled=self.prepack_weights):
+            return self._sample(images, lang_tokens, lang_masks, img_masks, states, noise, num_steps, use_prefix_cache)
+
+    def _sample(
+        self,
+        images: torch.Tensor,
+        lang_tokens: torch.Tensor,
+        lang_masks: torch.Tensor,
+        img_masks: torch.Tensor,
+        states: torch.Tensor,
+        noise: torch.Tensor | None,
+        num_steps: int | None,
+        use_prefix_cache: bool | None,
+    ) -> torch.Tensor:
+        """predict_action's body (see there)."""
         states = self._pad_last(states, self.max_state_dim, "states")
         batch = states.shape[0]
         num_steps = num_steps or self.num_inference_steps
@@ -298,7 +326,7 @@ class FlowMatchingVLA(BaseVLA, metaclass=ABCMeta):
         step_times = torch.tensor(times, dtype=torch.float32, device=x.device).repeat_interleave(batch)
         time_emb = self.time_embedding(step_times).reshape(num_steps, batch, -1)
         time_terms, conds = self.step_conditioning(time_emb)
-        fused = self._fused_expert.get(self.llm_expert) if self.fuse_expert_weights else None
+        fused = self.fused_expert_layers()
         cache, rotary, mask = self._prepare_cache(prefix, prefix_mask, states)
         for step in range(num_steps):
             cond = None if conds is None else conds[step]
@@ -307,6 +335,21 @@ class FlowMatchingVLA(BaseVLA, metaclass=ABCMeta):
             x = x + dt * self.action_out_proj(self.llm_expert.final_norm(hidden, cond))
         return x
 
+    def fused_expert_layers(self) -> list[FusedLayer] | None:
+        """The expert's fused (and, with prepack_weights, packed) weights for sampling, or None."""
+        if not self.fuse_expert_weights:
+            return None
+        return self._fused_expert.get(self.llm_expert, pack=self.prepack_weights)
+
+    def fused_vlm_layers(self) -> list[FusedLayer] | None:
+        """The VLM layers' fused and packed weights for the prefix pass, or None. Only when
+        their weights are packed (CPU, prepack_weights): the packed copy is then the one
+        extra copy, where fusing alone would add a full unpacked copy of the VLM's weights."""
+        q_weight = self.vlm_backbone.layers[0].self_attn.q_proj.weight
+        if not (self.prepack_weights and can_pack(q_weight, 0)):
+            return None
+        return self._fused_vlm.get(self.vlm_backbone, pack=True)
+
     def _prepare_cache(
         self, prefix: torch.Tensor, prefix_mask: torch.Tensor, states: torch.Tensor
     ) -> tuple[StaticKVCache, Rotary, torch.Tensor]:
@@ -314,7 +357,7 @@ class FlowMatchingVLA(BaseVLA, metaclass=ABCMeta):
         context = self.context_tokens(states)
         context_len = 0 if context is None else context.shape[1]
         capacity = prefix.shape[1] + context_len + self.n_action_steps
-        cache = prefix_cache(self.vlm_backbone, prefix, prefix_mask, capacity)
+        cache = prefix_cache(self.vlm_backbone, prefix, prefix_mask, capacity, self.fused_vlm_layers())
         if context is not None:
             positions = cache.next_position[:, None] + torch.arange(context_len, device=prefix.device)
             end = cache.length + context_len

@@ -13,7 +13,6 @@ weights (inference, see fused_weights.py) the same computation takes fewer produ
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from vla_paligemma.adarms import gated_residual, normalize
@@ -45,7 +44,7 @@ def attention_inputs(
         return q, k, v, gate
     batch, seq, _ = h.shape
     heads, kv_heads = fused.heads, fused.kv_heads
-    qkv = F.linear(h, fused.qkv).view(batch, seq, heads + 2 * kv_heads, attn.head_dim)
+    qkv = fused.qkv(h).view(batch, seq, heads + 2 * kv_heads, attn.head_dim)
     qk = apply_rope(qkv[:, :, : heads + kv_heads], rotary)  # q and k rotated together
     return qk[:, :, :heads], qk[:, :, heads:].transpose(1, 2), qkv[:, :, heads + kv_heads :].transpose(1, 2), gate
 
@@ -77,5 +76,5 @@ def attention_output(
     h, mlp_gate = normalize(layer.post_attention_layernorm, x, cond, None if fused is None else fused.post_scale)
     if fused is None:
         return gated_residual(x, layer.mlp(h), mlp_gate)
-    gate_proj, up_proj = F.linear(h, fused.gate_up).chunk(2, dim=-1)
+    gate_proj, up_proj = fused.gate_up(h).chunk(2, dim=-1)
     return gated_residual(x, layer.mlp.down_proj(layer.mlp.act_fn(gate_proj) * up_proj), mlp_gate)

@@ -58,13 +58,19 @@ class StaticKVCache:
         self.next_position = self.next_position + num_tokens
 
 
-def prefix_cache(vlm: nn.Module, embeds: torch.Tensor, pad_mask: torch.Tensor, capacity: int) -> StaticKVCache:
+def prefix_cache(
+    vlm: nn.Module,
+    embeds: torch.Tensor,
+    pad_mask: torch.Tensor,
+    capacity: int,
+    fused: list[FusedLayer] | None = None,
+) -> StaticKVCache:
     """Run the prefix through the VLM's language model once and keep every layer's keys and values.
 
     vlm: a PaliGemma backbone (`layers`, `rotary`); embeds (B, P, D); pad_mask (B, P) bool;
-    capacity >= P: the total sequence the cache will hold (prefix + every suffix token).
-    The last layer's queries, output projection and MLP are skipped: only its keys and
-    values are ever read.
+    capacity >= P: the total sequence the cache will hold (prefix + every suffix token);
+    fused: the VLM layers' fused weights, if any. The last layer's queries, output
+    projection and MLP are skipped: only its keys and values are ever read.
     """
     batch, prefix_len, _ = embeds.shape
     rotary = vlm.rotary(positions_from_mask(pad_mask), embeds.dtype)
@@ -76,8 +82,9 @@ def prefix_cache(vlm: nn.Module, embeds: torch.Tensor, pad_mask: torch.Tensor, c
         if index == last:
             k, v = key_value(layer, x, rotary)
         else:
-            q, k, v, gate = attention_inputs(layer, x, rotary)
-            x = attention_output(layer, x, grouped_attention(q, k, v, mask), gate)
+            weights = None if fused is None else fused[index]
+            q, k, v, gate = attention_inputs(layer, x, rotary, None, weights)
+            x = attention_output(layer, x, grouped_attention(q, k, v, mask), gate, None, weights)
         key_buffer = k.new_zeros(batch, k.shape[1], capacity, k.shape[3])
         value_buffer = v.new_zeros(batch, v.shape[1], capacity, v.shape[3])
         key_buffer[:, :, :prefix_len] = k
