@@ -67,3 +67,21 @@ def test_torchrun_command_line_and_multi_node_needs_a_master(tmp_path, vla_main)
     config_path.write_text(yaml.safe_dump(lerobot_run_config(tmp_path, tmp_path / "data")))
     code, _, err = vla_main("train", str(config_path), "--nnodes", "2")
     assert code == 2 and "--master-addr" in err
+
+
+def test_predict_from_image_files_keeps_the_embodiment_id_of_the_checkpoint(lerobot_root, tmp_path):
+    # The processor fills in the embodiment id of the data the checkpoint was trained on;
+    # an observation from --image files must not override it (multi-embodiment heads pick
+    # their weights by it).
+    from PIL import Image
+
+    from vla_core.cli.predict import observation_from_files
+    from vla_core.data.lerobot_dataset import LeRobotDataset
+    from vla_core.data.processor import VLAProcessor
+
+    dataset = LeRobotDataset(str(lerobot_root), chunk_size=4, embodiment={"embodiment_id": 3})
+    processor = VLAProcessor(image_size=16, max_state_dim=4, max_action_dim=3, chunk_size=4).fit(dataset)
+    image_path = tmp_path / "frame.png"
+    Image.fromarray(np.full((16, 16, 3), 128, dtype=np.uint8)).save(image_path)
+    observation = observation_from_files([f"{CAMERA}={image_path}"], "0.1,0.2,0.3", "open the drawer")
+    assert int(processor(observation)["embodiment_id"]) == 3

@@ -36,7 +36,8 @@ def observation_from_files(images: list[str], state: str | None, instruction: st
         values = np.array([float(v) for v in state.split(",") if v.strip()], dtype=np.float32)
     except ValueError:
         raise ConfigError(f"--state '{state}' must be comma-separated numbers, e.g. --state 0.1,0.2,0.3.") from None
-    return {"images": frames, "state": values, "task": instruction or "", "embodiment_id": 0}
+    # No embodiment_id: the processor fills in the one of the data the checkpoint was trained on.
+    return {"images": frames, "state": values, "task": instruction or ""}
 
 
 def observation_from_dataset(checkpoint: Path, root: Path, index: int) -> dict[str, Any]:
