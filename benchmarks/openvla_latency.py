@@ -7,6 +7,9 @@ observation (batch 1, one camera, 224 px DinoSigLIP-shaped vision, fp32, 2 threa
   * reference: the same image features fed to transformers' `LlamaForCausalLM.generate`
     (greedy, 7 new tokens), which is what OpenVLA's HF `predict_action` calls;
   * OpenVLA-OFT with the same backbone: one forward pass for a chunk of 8 x 7 actions.
+Ours runs with its defaults, including `prepack_weights` (every large linear layer through
+oneDNN with its weight packed once); the "unpacked" rows switch that off (torch's default
+F.linear, as the reference uses).
 Each figure is the median of --runs calls after --warmup calls, the variants interleaved
 so that background load hits them alike. `--clock cpu` times the CPU seconds of this
 process instead of wall time, which a shared machine disturbs far less (use it with
@@ -95,11 +98,20 @@ def run(name: str, runs: int, warmup: int, clock: Callable[[], float], dtype: to
                            do_sample=False, pad_token_id=0)
         return vla.action_tokenizer.decode(out[:, -ACTION_DIM:]).unsqueeze(1)
 
+    def unpacked(model: Any, **kwargs: Any) -> torch.Tensor:
+        model.prepack_weights = False
+        try:
+            return model.predict_action(**obs, **kwargs)
+        finally:
+            model.prepack_weights = True
+
     variants: dict[str, Callable[[], Any]] = {
         "ours, KV cache": lambda: vla.predict_action(**obs, use_kv_cache=True),
+        "ours, KV cache, unpacked": lambda: unpacked(vla, use_kv_cache=True),
         "ours, no cache": lambda: vla.predict_action(**obs, use_kv_cache=False),
         "reference: transformers generate": reference,
         "OFT, parallel decoding (8 x 7)": lambda: oft.predict_action(**obs),
+        "OFT, unpacked": lambda: unpacked(oft),
     }
     samples: dict[str, list[float]] = {key: [] for key in variants}
     results: dict[str, Any] = {}
@@ -112,11 +124,14 @@ def run(name: str, runs: int, warmup: int, clock: Callable[[], float], dtype: to
                     timed(fn, samples[key], clock)
     same = torch.equal(results["ours, KV cache"], results["reference: transformers generate"])
     same_nocache = torch.equal(results["ours, KV cache"], results["ours, no cache"])
+    same_unpacked = torch.equal(results["ours, KV cache"], results["ours, KV cache, unpacked"])
+    oft_diff = (results["OFT, parallel decoding (8 x 7)"] - results["OFT, unpacked"]).abs().max().item()
     medians = {key: statistics.median(values) * 1000 for key, values in samples.items()}
     ref_ms = medians["reference: transformers generate"]
     print(f"\n### {name}: {vla.num_parameters() / 1e6:.1f}M parameters, {PROMPT_TOKENS} prompt tokens, "
           f"{vla.vision_backbone.num_patches} patches; actions identical to reference: {same}, "
-          f"cache == no cache: {same_nocache}\n")
+          f"cache == no cache: {same_nocache}, packed == unpacked: {same_unpacked}; "
+          f"OFT packed vs unpacked max abs diff {oft_diff:.1e}\n")
     print("| variant | median ms | x reference time | action values / s |")
     print("|---|---|---|---|")
     for key, ms in medians.items():

@@ -18,6 +18,7 @@ inductor treats it as an opaque kernel and fuses the elementwise work around it.
 
 from __future__ import annotations
 
+import functools
 import threading
 import types
 import weakref
@@ -34,6 +35,16 @@ from torch import nn
 PACK_MIN_NUMEL = 256 * 256
 
 
+@functools.cache
+def onednn_linear_available() -> bool:
+    """Whether this torch build has oneDNN's packed linear ops (checked once)."""
+    return (
+        torch.backends.mkldnn.is_available()
+        and hasattr(torch.ops.mkldnn, "_reorder_linear_weight")
+        and hasattr(torch.ops.mkldnn, "_linear_pointwise")
+    )
+
+
 def can_pack(weight: torch.Tensor, min_numel: int | None = None) -> bool:
     """Whether packing this weight is available (a plain CPU tensor, fp32/bf16, oneDNN) and
     worth it (at least `min_numel` elements, PACK_MIN_NUMEL by default)."""
@@ -43,9 +54,7 @@ def can_pack(weight: torch.Tensor, min_numel: int | None = None) -> bool:
         and weight.device.type == "cpu"
         and weight.dtype in (torch.float32, torch.bfloat16)
         and weight.ndim == 2
-        and torch.backends.mkldnn.is_available()
-        and hasattr(torch.ops.mkldnn, "_reorder_linear_weight")
-        and hasattr(torch.ops.mkldnn, "_linear_pointwise")
+        and onednn_linear_available()
     )
 
 
@@ -182,13 +191,19 @@ def routable_linears(module: nn.Module, min_numel: int | None = None) -> list[nn
     `nn.Linear` or a subclass that keeps its `forward` (one that overrides it may compute
     something else), a packable weight, and no `forward` already replaced on the instance
     by someone else."""
-    return [
-        m for m in module.modules()
-        if isinstance(m, nn.Linear)
-        and type(m).forward is nn.Linear.forward
-        and can_pack(m.weight, min_numel)
-        and ("forward" not in m.__dict__ or m in _ROUTED)
-    ]
+    found: dict[int, nn.Linear] = {}
+    stack = [module]
+    while stack:  # module.modules() without its recursive generators: this runs on every call
+        m = stack.pop()
+        if (
+            isinstance(m, nn.Linear)
+            and type(m).forward is nn.Linear.forward
+            and can_pack(m.weight, min_numel)
+            and ("forward" not in m.__dict__ or m in _ROUTED)
+        ):
+            found[id(m)] = m  # a layer shared by two parents is routed once
+        stack.extend(child for child in m._modules.values() if child is not None)
+    return list(found.values())
 
 
 @contextmanager

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from vla_core.errors import ConfigError
+from vla_core.models.packed_linear import packed_linears
 from vla_openvla.action_tokenizer import ActionTokenizer
 from vla_openvla.prismatic_vla import PrismaticVLA, pack_valid_first
 
@@ -164,9 +165,11 @@ class OpenVLA(PrismaticVLA):
 
         Rows keep their right padding: the generated tokens are appended after it with the
         padding masked out and position ids continuing each row's prompt, which equals
-        decoding every row alone.
+        decoding every row alone. With prepack_weights (on CPU) the linear layers run through
+        packed oneDNN kernels (the same numbers to float rounding).
         """
-        token_ids = self.generate_action_tokens(images, lang_tokens, lang_masks, img_masks, use_kv_cache)
+        with packed_linears(self, enabled=self.prepack_weights):
+            token_ids = self.generate_action_tokens(images, lang_tokens, lang_masks, img_masks, use_kv_cache)
         return self.action_tokenizer.decode(token_ids).unsqueeze(1)
 
     def generate_action_tokens(

@@ -20,6 +20,7 @@ import torch
 
 from vla_core.config import ProjectorSpec
 from vla_core.errors import ConfigError, VLAError
+from vla_core.models.packed_linear import packed_linears
 from vla_openvla.language_model import additive_attention_mask
 from vla_openvla.prismatic_vla import PrismaticVLA, pack_valid_first
 
@@ -170,7 +171,11 @@ class OpenVLAOFT(PrismaticVLA):
         states: torch.Tensor | None = None,
         **kwargs: Any,
     ) -> torch.Tensor:
-        """Observation tensors -> (B, chunk_size, action_dim) normalised actions, in one forward pass."""
-        features = self.action_hidden_states(images, lang_tokens, lang_masks, img_masks, states)
-        mask = torch.ones(features.shape[:2], dtype=torch.bool, device=features.device)
-        return self.vla_head.predict_action(features, states, mask, **kwargs)
+        """Observation tensors -> (B, chunk_size, action_dim) normalised actions, in one forward pass.
+
+        With prepack_weights (on CPU) the linear layers run through packed oneDNN kernels (the
+        same numbers to float rounding)."""
+        with packed_linears(self, enabled=self.prepack_weights):
+            features = self.action_hidden_states(images, lang_tokens, lang_masks, img_masks, states)
+            mask = torch.ones(features.shape[:2], dtype=torch.bool, device=features.device)
+            return self.vla_head.predict_action(features, states, mask, **kwargs)
