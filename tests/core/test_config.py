@@ -158,3 +158,21 @@ def test_json_schema_covers_installed_components():
     mlp = next(v for v in schema["$defs"]["heads"]["oneOf"] if v["title"] == "MLPActionHead")
     assert set(mlp["required"]) == {"type", "input_dim", "action_dim", "chunk_size"}
     assert mlp["properties"]["chunk_size"]["description"] == "number of future actions predicted (T)."
+
+
+@pytest.mark.parametrize(
+    ("setting", "path"),
+    [
+        ("max_grad_norm: -1.0", "train.max_grad_norm"),  # torch would flip the gradient's sign
+        ("max_grad_norm: 0", "train.max_grad_norm"),  # ... or zero it: no training at all
+        ("betas: [0.9, 1.5]", "train.betas.1"),  # torch's AdamW raises a bare ValueError
+        ("lora: {r: 0}", "train.lora.r"),  # peft raises a bare ValueError
+        ("lora: {dropout: 1.0}", "train.lora.dropout"),
+    ],
+)
+def test_train_settings_out_of_range_are_config_errors(tmp_path, setting, path):
+    config = tmp_path / "run.yaml"
+    config.write_text(YAML_CONFIG.replace("train: {steps: 5, batch_size: 2}", f"train: {{{setting}}}"))
+    with pytest.raises(ConfigError) as info:
+        load_config(config)
+    assert str(info.value).startswith(path + ":"), str(info.value)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -21,15 +21,18 @@ from vla_core.errors import ConfigError
 
 RUN_KEYS = ("model", "inference_model", "data", "train", "output_dir")
 
+#: An AdamW beta: in [0, 1) (torch raises a bare ValueError otherwise).
+Beta = Annotated[float, Field(ge=0, lt=1)]
+
 
 class LoraConfig(BaseModel):
     """LoRA adapters through peft; only adapter weights train."""
 
     model_config = ConfigDict(extra="forbid")
 
-    r: int = Field(16, description="Rank of the low-rank update.")
-    alpha: int = Field(32, description="Scaling numerator: the update is scaled by alpha / r.")
-    dropout: float = Field(0.0, description="Dropout on the adapter input.")
+    r: int = Field(16, ge=1, description="Rank of the low-rank update.")
+    alpha: int = Field(32, gt=0, description="Scaling numerator: the update is scaled by alpha / r.")
+    dropout: float = Field(0.0, ge=0, lt=1, description="Dropout on the adapter input.")
     target_modules: list[str] | str = Field(
         "all-linear", description="Module names to adapt, or 'all-linear' for every linear layer."
     )
@@ -48,12 +51,13 @@ class TrainConfig(BaseModel):
     grad_accum_steps: int = Field(1, ge=1, description="Micro-batches accumulated per optimizer step.")
     lr: float = Field(1e-4, gt=0, description="Peak learning rate.")
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay (not applied to norms and biases).")
-    betas: tuple[float, float] = Field((0.9, 0.95), description="AdamW betas.")
+    betas: tuple[Beta, Beta] = Field((0.9, 0.95), description="AdamW betas, each in [0, 1).")
     eps: float = Field(1e-8, gt=0, description="AdamW epsilon.")
     warmup_steps: int = Field(0, ge=0, description="Linear warm-up steps before the cosine decay.")
     schedule: Literal["cosine", "constant"] = Field("cosine", description="Learning-rate schedule after warm-up.")
     min_lr_ratio: float = Field(0.0, ge=0, le=1, description="Final lr as a fraction of the peak (cosine).")
-    max_grad_norm: float | None = Field(1.0, description="Clip the global gradient norm; None disables.")
+    # > 0: torch's clipping with a negative norm flips the gradient's sign, with 0 zeroes it.
+    max_grad_norm: float | None = Field(1.0, gt=0, description="Clip the global gradient norm; None disables.")
     precision: Literal["fp32", "bf16"] = Field("fp32", description="bf16 runs the forward under autocast.")
     gradient_checkpointing: bool = Field(False, description="Recompute activations in the backward pass.")
     seed: int = Field(0, description="Seed for initialisation, data order, noise.")
