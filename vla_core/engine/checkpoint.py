@@ -170,13 +170,20 @@ class CheckpointDirectory:
         return path
 
     def remove_temporaries(self) -> list[Path]:
-        """Delete leftovers of saves interrupted by a crash (`.step-N.tmp-*`, `.step-N.old-*`)."""
+        """Clean up after saves interrupted by a crash: delete `.step-N.tmp-*` and `.step-N.old-*`,
+        except an `.old` copy whose `step-N` is missing: a re-save of step-N was killed between
+        moving the previous version aside and renaming the new one in, so that copy is put back."""
         removed = []
-        if self.root.is_dir():
-            for child in self.root.iterdir():
-                if child.name.startswith(".step-") and (".tmp-" in child.name or ".old-" in child.name):
-                    shutil.rmtree(child, ignore_errors=True)
-                    removed.append(child)
+        if not self.root.is_dir():
+            return removed
+        for child in sorted(self.root.iterdir()):
+            target = self.root / child.name[1:].split(".old-")[0]
+            if child.name.startswith(".step-") and ".old-" in child.name and not target.exists():
+                child.rename(target)
+        for child in self.root.iterdir():
+            if child.name.startswith(".step-") and (".tmp-" in child.name or ".old-" in child.name):
+                shutil.rmtree(child, ignore_errors=True)
+                removed.append(child)
         return removed
 
     def prune(self, keep_last: int) -> list[Path]:
