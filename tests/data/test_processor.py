@@ -11,9 +11,10 @@ import torch
 import torch.nn.functional as F
 
 from vla_core.data.lerobot_dataset import LeRobotDataset
-from vla_core.data.processor import VLAProcessor, load_processor
+from vla_core.data.processor import VLAProcessor
 from vla_core.data.stats import DatasetStatistics
 from vla_core.errors import CheckpointError, ConfigError, DataError
+from vla_core.models.pretrained import load_processor
 
 CHUNK = 4
 
@@ -208,6 +209,40 @@ def test_load_pretrained_attaches_the_processor_and_predicts_in_robot_units(data
     low, high = dataset.stats["action"]["min"], dataset.stats["action"]["max"]
     want_units = low + (normalised[0].double().numpy() + 1) / 2 * (high - low)
     np.testing.assert_allclose(actions[0].numpy(), want_units, rtol=1e-5)
+
+
+def test_a_processor_registered_under_another_name_loads_with_its_checkpoint(dataset, tmp_path, register_component):
+    """The class that loads a checkpoint's processor is the one the model config names, as in
+    training, not the Python class name the processor recorded."""
+    import vla_core
+    from vla_core.engine.policy import Policy
+    from vla_core.testing import tiny_vla_spec
+
+    class SiteProcessor(VLAProcessor):
+        """A site's processor: VLAProcessor under its own registry name."""
+
+    register_component("processors", "site-processor", SiteProcessor)
+    processor_spec = {"type": "site-processor", "image_size": 32, "max_lang_len": 8, "max_state_dim": 8,
+                      "max_action_dim": 7, "chunk_size": CHUNK}
+    head = {"type": "MLPActionHead", "input_dim": 48, "action_dim": 7, "chunk_size": CHUNK, "state_dim": 8}
+    vla = vla_core.build_vla({**tiny_vla_spec(head=head), "processor": processor_spec})
+    vla.save_pretrained(tmp_path / "ckpt")
+    vla_core.build_component("processors", processor_spec).fit(dataset).save_pretrained(tmp_path / "ckpt")
+
+    assert type(vla_core.load_pretrained(tmp_path / "ckpt").processor) is SiteProcessor
+    policy = Policy.from_pretrained(tmp_path / "ckpt")
+    assert type(policy.processor) is SiteProcessor and policy.act(dataset[3]).shape == (CHUNK, 7)
+
+
+def test_a_checkpoint_without_a_processor_loads_but_cannot_serve_raw_observations(tmp_path):
+    import vla_core
+    from vla_core.engine.policy import Policy
+    from vla_core.testing import tiny_vla_spec
+
+    vla_core.build_vla(tiny_vla_spec()).save_pretrained(tmp_path / "ckpt")
+    assert vla_core.load_pretrained(tmp_path / "ckpt").processor is None
+    with pytest.raises(CheckpointError, match="holds no processor"):
+        Policy.from_pretrained(tmp_path / "ckpt")
 
 
 # ---- bad input ------------------------------------------------------------------------------

@@ -359,21 +359,6 @@ class VLAProcessor:
         return f"VLAProcessor(image_size={list(self.image_size)}, max_lang_len={self.max_lang_len}{fitted})"
 
 
-def load_processor(directory: str | Path) -> Any | None:
-    """The processor saved in a checkpoint directory, as the class its config names (group
-    vla.processors), or None when the directory has no processor."""
-    from vla_core import registry
-
-    config_path = Path(directory) / PROCESSOR_DIR / CONFIG_FILE
-    if not config_path.is_file():
-        return None
-    try:
-        name = json.loads(config_path.read_text())["type"]
-    except (json.JSONDecodeError, KeyError) as exc:
-        raise CheckpointError(f"{config_path} is corrupt ({exc}); re-save the processor.") from None
-    return registry.load("processors", name).from_pretrained(directory)
-
-
 # ---- helpers ---------------------------------------------------------------------------------
 def _per_channel(value: float | list[float], name: str) -> torch.Tensor:
     values = [float(value)] * 3 if isinstance(value, (int, float)) else [float(v) for v in value]

@@ -23,19 +23,6 @@ from vla_core.errors import CheckpointError
 TRAINING_ONLY_KEYS = ("actions", "action_masks")
 
 
-def load_processor(vla: nn.Module, checkpoint: str | Path) -> Any:
-    """The processor saved in `checkpoint`, as the class the VLA's spec names."""
-    from vla_core import registry
-
-    spec = getattr(vla, "processor_spec", None)
-    if not spec:
-        raise CheckpointError(
-            f"the model in '{checkpoint}' names no processor (model.processor), so raw observations cannot be "
-            "prepared for it; pass model inputs to vla.predict_action directly."
-        )
-    return registry.load("processors", spec["type"]).from_pretrained(checkpoint)
-
-
 class Policy:
     """A VLA and its processor.
 
@@ -58,8 +45,14 @@ class Policy:
         from vla_core.models.pretrained import load_pretrained
 
         vla = load_pretrained(checkpoint, use_inference_model=use_inference_model)
-        processor = getattr(vla, "processor", None)  # load_pretrained attaches a VLAProcessor it finds
-        return cls(vla, processor if processor is not None else load_processor(vla, checkpoint), device)
+        processor = getattr(vla, "processor", None)  # the one saved with the checkpoint
+        if processor is None:
+            raise CheckpointError(
+                f"the checkpoint '{checkpoint}' holds no processor (no processor/ directory, or its model names no "
+                "model.processor), so raw observations cannot be prepared for it. Use a checkpoint written by "
+                "`vla train`, or pass model inputs to vla.predict_action directly."
+            )
+        return cls(vla, processor, device)
 
     def model_inputs(self, observations: list[dict[str, Any]]) -> dict[str, Any]:
         """Raw observations -> a batch of model inputs on the device (no action targets)."""

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from vla_core import registry
 from vla_core.errors import CheckpointError
 from vla_core.models.base_vla import CONFIG_NAME
 from vla_core.models.build import build_vla
@@ -64,10 +66,32 @@ def load_pretrained(path: str | Path, *, use_inference_model: bool = True, stric
     vla.checkpoint_config = config
     # The processor saved with the checkpoint (raw observation -> inputs, actions -> robot
     # units); None when the checkpoint has none. Its statistics are validated on load.
-    from vla_core.data.processor import load_processor
-
-    vla.processor = load_processor(path)
+    vla.processor = load_processor(path, getattr(vla, "processor_spec", None))
     return vla.eval()
+
+
+def load_processor(path: str | Path, spec: Mapping[str, Any] | None = None) -> Any | None:
+    """The processor saved in checkpoint directory `path`, or None when it holds none (no `processor/`).
+
+    Its class is the one the model's `processor` spec names (group vla.processors), as
+    training builds it; without a spec, the class a VLAProcessor recorded in
+    `processor/processor_config.json`.
+    """
+    from vla_core.data.processor import CONFIG_FILE, PROCESSOR_DIR
+
+    path = Path(path)
+    if not (path / PROCESSOR_DIR).is_dir():
+        return None
+    name = (spec or {}).get("type")
+    config_path = path / PROCESSOR_DIR / CONFIG_FILE
+    if name is None and config_path.is_file():
+        try:
+            name = json.loads(config_path.read_text())["type"]
+        except (json.JSONDecodeError, KeyError, TypeError) as exc:
+            raise CheckpointError(f"{config_path} is corrupt ({exc}); re-save the processor.") from None
+    if name is None:
+        return None
+    return registry.load("processors", name).from_pretrained(path)
 
 
 def _load_foreign(path: Path, config: dict[str, Any]) -> Any:
@@ -75,6 +99,8 @@ def _load_foreign(path: Path, config: dict[str, Any]) -> Any:
 
     results = get_plugin_manager().hook.vla_load_foreign_checkpoint(path=path, config=config)
     if results is not None:
+        if getattr(results, "processor", None) is None:
+            results.processor = load_processor(path, getattr(results, "processor_spec", None))
         return results.eval()
     model_type = config.get("model_type", "unknown")
     raise CheckpointError(
