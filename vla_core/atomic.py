@@ -12,6 +12,12 @@ from pathlib import Path
 from vla_core.errors import CheckpointError
 
 
+def fsync_file(path: str | Path) -> None:
+    """Flush a file's contents to disk."""
+    with open(path, "rb") as handle:
+        os.fsync(handle.fileno())
+
+
 def fsync_directory(path: Path) -> None:
     """Flush a directory entry (the rename) to disk; a no-op where unsupported."""
     with contextlib.suppress(OSError):
@@ -22,13 +28,21 @@ def fsync_directory(path: Path) -> None:
             os.close(fd)
 
 
+def fsync_tree(root: Path) -> None:
+    """Flush every file under `root`, then the directories (deepest first) that name them."""
+    for directory, _, files in sorted(os.walk(root), key=lambda entry: -entry[0].count(os.sep)):
+        for name in files:
+            fsync_file(Path(directory) / name)
+        fsync_directory(Path(directory))
+
+
 @contextlib.contextmanager
 def atomic_directory(target: str | Path) -> Iterator[Path]:
     """Yield a temporary sibling directory; on success it replaces `target` by rename.
 
     If the body raises (disk full, permission denied, a crash), the temporary directory
-    is removed and `target`, if it existed, is untouched. Files written inside should be
-    fsynced by the writer (`save_state_dict` does).
+    is removed and `target`, if it existed, is untouched. Every file written inside is
+    fsynced before the rename, so after a power loss `target` never holds empty files.
     """
     target = Path(target)
     try:
@@ -43,7 +57,7 @@ def atomic_directory(target: str | Path) -> Iterator[Path]:
     old: Path | None = None
     try:
         yield tmp
-        fsync_directory(tmp)
+        fsync_tree(tmp)
         if target.exists():
             old = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:8]}"
             os.rename(target, old)

@@ -133,3 +133,16 @@ def test_atomic_directory_removes_partial_output_on_error(tmp_path):
         (tmp / "half.bin").write_bytes(b"x")
         raise ValueError("interrupted")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_atomic_directory_flushes_every_file_before_the_rename(tmp_path, monkeypatch):
+    # config.json, trainer_state/state.json, the processor files...: not only the weights.
+    from vla_core import atomic
+
+    flushed = []
+    monkeypatch.setattr(atomic, "fsync_file", lambda path: flushed.append((path.name, (tmp_path / "out").exists())))
+    with atomic_directory(tmp_path / "out") as tmp:
+        (tmp / "config.json").write_text("{}")
+        (tmp / "trainer_state").mkdir()
+        (tmp / "trainer_state" / "state.json").write_text("{}")
+    assert sorted(flushed) == [("config.json", False), ("state.json", False)]

@@ -88,11 +88,8 @@ def load_pt(path: Path) -> Any:
 
 
 def save_pt(obj: Any, path: Path) -> None:
-    import os
-
+    """Write a `.pt` file (inside a checkpoint's atomic_directory, which fsyncs it)."""
     torch.save(obj, path)
-    with open(path, "rb") as handle:
-        os.fsync(handle.fileno())
 
 
 def write_trainer_state(

@@ -108,9 +108,8 @@ def adapter_state_dict(peft_model: Any, full_state: Mapping[str, torch.Tensor]) 
 
 
 def write_adapter(directory: Path, peft_model: Any, adapter_state: Mapping[str, torch.Tensor]) -> None:
-    """Write `adapter_config.json` and `adapter_model.safetensors` (fsynced) into `directory`."""
-    import os
-
+    """Write `adapter_config.json` and `adapter_model.safetensors` into `directory` (inside a
+    checkpoint's atomic_directory, which fsyncs them)."""
     from safetensors.torch import save_file
 
     directory.mkdir(parents=True, exist_ok=True)
@@ -119,8 +118,6 @@ def write_adapter(directory: Path, peft_model: Any, adapter_state: Mapping[str, 
     (directory / ADAPTER_CONFIG_NAME).write_text(json.dumps(config, indent=2, sort_keys=True, default=str))
     weights = directory / ADAPTER_WEIGHTS_NAME
     save_file({k: v.contiguous() for k, v in adapter_state.items()}, str(weights), metadata={"format": "pt"})
-    with open(weights, "rb") as handle:
-        os.fsync(handle.fileno())
 
 
 def read_adapter_state(directory: Path) -> dict[str, torch.Tensor]:

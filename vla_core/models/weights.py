@@ -9,7 +9,6 @@ which we load `action_head.*`); without one, the whole state dict must match.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +18,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from vla_core.atomic import fsync_file
 from vla_core.errors import CheckpointError
 
 WEIGHTS_NAME = "model.safetensors"
@@ -51,11 +51,6 @@ class LoadReport:
             shown = "; ".join(f"{k}: model {list(a)} vs checkpoint {list(b)}" for k, a, b in self.mismatched[:limit])
             lines.append(f"{len(self.mismatched)} mis-shaped: {shown}")
         return "\n".join(lines)
-
-
-def _fsync_file(path: Path) -> None:
-    with open(path, "rb") as handle:
-        os.fsync(handle.fileno())
 
 
 def save_state_dict(
@@ -104,7 +99,7 @@ def save_state_dict(
         index.write_text(json.dumps({"metadata": {"aliases": aliases}, "weight_map": weight_map}, indent=1))
         written.append(index)
     for path in written:
-        _fsync_file(path)
+        fsync_file(path)
     return written
 
 
