@@ -1,8 +1,11 @@
 """EagleBackbone end to end: the whole forward against a reference Eagle pipeline written
 here (transformers' SigLIP and Qwen3, Eagle's connector and placeholder scatter), the two
-image-token layouts, masking, freezing and input errors."""
+image-token layouts, masking, freezing, input errors, and inference through packed oneDNN
+weights (prepack_weights; the packing threshold lowered so that the toy layers are packed)."""
 
 from __future__ import annotations
+
+from collections import Counter
 
 import pytest
 import torch
@@ -10,6 +13,8 @@ import torch.nn.functional as F
 from transformers import AutoConfig, AutoModelForCausalLM, SiglipVisionConfig, SiglipVisionModel
 
 from vla_core.errors import ConfigError, DataError
+from vla_core.models import packed_linear
+from vla_core.models.packed_linear import PackedLinear
 
 IMG = 127  # the tiny tokenizer's image placeholder id (conftest.IMAGE_TOKEN_ID)
 TOKENS_PER_IMAGE = 16
@@ -187,3 +192,65 @@ def test_activation_checkpointing_gives_the_same_gradients(make_backbone) -> Non
     for name, param in plain.named_parameters():
         if param.grad is not None:
             torch.testing.assert_close(grads[name], param.grad, rtol=1e-5, atol=1e-6)
+
+
+@pytest.fixture
+def pack_everything(monkeypatch: pytest.MonkeyPatch) -> Counter:
+    """Lower the packing threshold to one weight; count packed kernel calls by (out, in) shape."""
+    monkeypatch.setattr(packed_linear, "PACK_MIN_NUMEL", 1)
+    calls: Counter = Counter()
+    original = PackedLinear.__call__
+
+    def counting(self: PackedLinear, x: torch.Tensor) -> torch.Tensor:
+        if self.packed is not None:
+            calls[(self.out_features, self.in_features)] += 1
+        return original(self, x)
+
+    monkeypatch.setattr(PackedLinear, "__call__", counting)
+    return calls
+
+
+def test_packed_features_equal_the_reference_pipeline(make_backbone, tiny_kwargs, pack_everything: Counter) -> None:
+    backbone = make_backbone(project_to_dim=40)
+    assert backbone.prepack_weights
+    reference = ReferenceEagle(backbone, tiny_kwargs)
+    images, tokens, img_masks, lang_masks = batch_with_placeholders()
+    with torch.no_grad():
+        packed = backbone(images, tokens, img_masks, lang_masks).features
+    vision, text = tiny_kwargs()["vision_config"], tiny_kwargs()["text_config"]
+    expected_shapes = {
+        (vision["intermediate_size"], vision["hidden_size"]),  # SigLIP fc1
+        (text["hidden_size"], vision["hidden_size"]),  # mlp1
+        (text["intermediate_size"], text["hidden_size"]),  # Qwen3 gate/up
+        (40, text["hidden_size"]),  # eagle_linear
+    }
+    assert expected_shapes <= set(pack_everything), expected_shapes - set(pack_everything)
+    pack_everything.clear()
+    backbone.prepack_weights = False
+    with torch.no_grad():
+        plain = backbone(images, tokens, img_masks, lang_masks).features
+    assert not pack_everything
+    torch.testing.assert_close(packed, plain, rtol=1e-5, atol=1e-5)
+    expected = reference(images[img_masks], tokens, lang_masks)
+    torch.testing.assert_close(packed[lang_masks], expected[lang_masks], rtol=1e-5, atol=1e-5)
+
+
+def test_training_forward_never_packs(make_backbone, pack_everything: Counter) -> None:
+    backbone = make_backbone().train()
+    images, tokens, img_masks, lang_masks = batch_with_placeholders()
+    backbone(images, tokens, img_masks, lang_masks).features.sum().backward()
+    assert not pack_everything
+    assert backbone.eagle_model.mlp1[0].weight.grad is not None
+
+
+def test_packed_weights_follow_in_place_updates(make_backbone, pack_everything: Counter) -> None:
+    backbone = make_backbone()
+    images, tokens, img_masks, lang_masks = batch_with_placeholders()
+    with torch.no_grad():
+        before = backbone(images, tokens, img_masks, lang_masks).features
+        backbone.eagle_model.mlp1[0].weight.mul_(1.5)  # as an optimizer step would
+        after = backbone(images, tokens, img_masks, lang_masks).features
+        backbone.prepack_weights = False
+        plain = backbone(images, tokens, img_masks, lang_masks).features
+    assert (after - before).abs().max() > 1e-3
+    torch.testing.assert_close(after, plain, rtol=1e-5, atol=1e-5)
