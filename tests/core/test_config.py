@@ -176,3 +176,11 @@ def test_train_settings_out_of_range_are_config_errors(tmp_path, setting, path):
     with pytest.raises(ConfigError) as info:
         load_config(config)
     assert str(info.value).startswith(path + ":"), str(info.value)
+
+
+def test_yaml_floats_and_strings_that_only_look_like_them(tmp_path):
+    assert apply_overrides({}, ["a=3e-4", "b=-1.5E3", "c=.5", "d=-e5", "e=.e5", "f=+e2"]) == {
+        "a": 3e-4, "b": -1500.0, "c": 0.5, "d": "-e5", "e": ".e5", "f": "+e2"}  # no mantissa digit: a string
+    path = tmp_path / "run.yaml"
+    path.write_text(YAML_CONFIG.replace("output_dir: runs/test", "output_dir: -e5"))
+    assert load_config(path).output_dir == "-e5"
