@@ -146,3 +146,14 @@ def test_atomic_directory_flushes_every_file_before_the_rename(tmp_path, monkeyp
         (tmp / "trainer_state").mkdir()
         (tmp / "trainer_state" / "state.json").write_text("{}")
     assert sorted(flushed) == [("config.json", False), ("state.json", False)]
+
+
+def test_tensors_that_share_storage_without_being_aliases_are_saved_each(tmp_path):
+    # e.g. a fused q|k|v weight next to views of its parts: safetensors refuses shared memory.
+    fused = torch.arange(12.0).reshape(4, 3)
+    state = {"qkv": fused, "q": fused[:2], "kv": fused[2:], "qkv_alias": fused}
+    save_state_dict(state, tmp_path)
+    loaded = load_state_dict(tmp_path)
+    assert set(loaded) == {"qkv", "q", "kv"}  # the exact alias is stored once
+    for name in loaded:
+        assert torch.equal(loaded[name], state[name]), name

@@ -58,20 +58,25 @@ def save_state_dict(
 ) -> list[Path]:
     """Write `state_dict` as `model.safetensors`, or as shards plus an index when larger
     than `max_shard_bytes`. Tensors sharing storage (tied weights) are written once; the
-    others are recorded as aliases in the metadata. Files are fsynced."""
+    others are recorded as aliases in the metadata; other tensors sharing storage (views of
+    a fused weight) are copied, since safetensors refuses shared memory. Files are fsynced."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     tensors: dict[str, torch.Tensor] = {}
     aliases: dict[str, str] = {}
     seen: dict[tuple[int, int, tuple[int, ...]], str] = {}
+    storages: set[int] = set()
     for name, tensor in state_dict.items():
         tensor = tensor.detach()
-        key = (tensor.untyped_storage().data_ptr(), tensor.storage_offset(), tuple(tensor.shape))
+        storage = tensor.untyped_storage().data_ptr()
+        key = (storage, tensor.storage_offset(), tuple(tensor.shape))
         if tensor.numel() > 0 and key in seen:
             aliases[name] = seen[key]
             continue
         seen[key] = name
-        tensors[name] = tensor.cpu().contiguous()
+        shared = tensor.numel() > 0 and storage in storages
+        storages.add(storage)
+        tensors[name] = tensor.cpu().clone() if shared else tensor.cpu().contiguous()
     metadata = {"format": "pt", "aliases": json.dumps(aliases)}
 
     shards: list[dict[str, torch.Tensor]] = [{}]
