@@ -53,6 +53,10 @@ KNOWN_PROVIDERS: dict[str, str] = {
     "PI05FlowMatching": "vla-paligemma",
     "EagleBackbone": "vla-eagle",
     "OpenVLA": "vla-openvla",
+    "OpenVLAOFT": "vla-openvla",
+    "PrismaticVisionBackbone": "vla-openvla",
+    "PrismaticProjector": "vla-openvla",
+    "L1RegressionActionHead": "vla-openvla",
     "MetaWorld": "vla-metaworld",
 }
 

@@ -145,3 +145,12 @@ def test_same_name_in_two_distributions_is_an_error_naming_both(tmp_path):
     assert lines[1].startswith(DuplicateComponentError.__name__)
     assert "vla-twin-a" in lines[1] and "vla-twin-b" in lines[1] and "vla-twin-a:TwinHead" in lines[1]
     assert lines[2] == "b"
+
+
+def test_known_providers_name_every_component_of_this_repos_plugins():
+    # The "pip install ..." hint of an unknown name relies on this table.
+    ours = {"vla-heads-flow", "vla-paligemma", "vla-eagle", "vla-openvla", "vla-metaworld"}
+    rows = [r for r in registry.list_components() if r.package in ours]
+    assert {r.package for r in rows} == ours
+    wrong = {r.name: r.package for r in rows if registry.KNOWN_PROVIDERS.get(r.name) != r.package}
+    assert not wrong, f"add these to registry.KNOWN_PROVIDERS: {wrong}"
