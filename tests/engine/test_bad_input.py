@@ -110,3 +110,10 @@ def test_cli_reports_bad_input_with_exit_code_2(synthetic, tmp_path, vla_main):
     assert code == 2 and "config.json" in err
     code, _, err = vla_main("export", str(tmp_path))
     assert code == 2 and "exactly one of --merge-lora" in err
+
+
+def test_resuming_a_finished_run_trains_nothing_and_names_its_last_checkpoint(synthetic, tmp_path):
+    config = run_config(tmp_path, steps=2, save_every=2)
+    train(config)
+    _, result = train(config, resume="auto")  # nothing left to do
+    assert result.step == 2 and result.last_checkpoint == tmp_path / "checkpoints/step-2"

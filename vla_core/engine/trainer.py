@@ -109,6 +109,7 @@ class Trainer:
         self.context: DistributedContext = init_distributed()
         on_main(self.context, self.checkpoints.remove_temporaries)
         self.resumed_from = self.checkpoints.resolve_resume(self.resume)
+        self.last_checkpoint = self.resumed_from  # until this run saves one
         if self.resume is None and self.checkpoints.complete():
             raise ConfigError(
                 f"'{self.output_dir}' already holds checkpoints of a run. Continue it with --resume auto, or start a "
