@@ -92,3 +92,15 @@ def test_bad_requests_get_clear_errors(server):
         np.testing.assert_array_equal(client.act(observation()).shape, (4, 3))  # still serving
     with pytest.raises(PolicyServerError, match="cannot reach the policy server"):
         PolicyClient("http://127.0.0.1:9", timeout=2).act(observation())
+
+
+def test_a_malformed_content_length_is_a_clear_400(server):
+    import http.client
+
+    connection = http.client.HTTPConnection(*server.server_address[:2], timeout=10)
+    connection.putrequest("POST", "/act")
+    connection.putheader("Content-Length", "ten")
+    connection.endheaders()
+    response = connection.getresponse()
+    assert response.status == 400 and b"Content-Length" in response.read()
+    connection.close()

@@ -95,8 +95,14 @@ class _Handler(BaseHTTPRequestHandler):
         if self.path != "/act":
             self._error(404, f"no endpoint {self.path}; POST observations to /act.")
             return
-        length = int(self.headers.get("Content-Length") or 0)
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            self.close_connection = True  # the body's end is unknown: the connection cannot be reused
+            self._error(400, f"Content-Length {self.headers.get('Content-Length')!r} is not a number of bytes.")
+            return
         if not 0 < length <= MAX_BODY_BYTES:
+            self.close_connection = True  # an unread body would be parsed as the next request
             self._error(413 if length else 411, f"the body must be 1 byte to {MAX_BODY_BYTES} bytes, got {length}.")
             return
         body = self.rfile.read(length)
