@@ -164,16 +164,36 @@ class VLA(Protocol):
 class Processor(Protocol):
     """Turns a raw observation into model inputs, and model actions back into robot actions.
 
-    A raw observation is a dict: camera images as uint8 (H, W, C) arrays keyed by camera
-    name, `task` (the instruction string) and `state` (state_dim,) float.
+    A raw observation is a dict: camera images keyed by camera name (`images`), `task` (the
+    instruction string) and `state` (state_dim,) float; a training sample also has `actions`
+    (T, action_dim) and `action_is_pad` (T,). The trainer fits, saves and loads it; `predict`,
+    `serve` and `eval` load it from the checkpoint (`from_pretrained`, a classmethod).
     """
+
+    def fit(self, dataset: Any) -> Any:
+        """Learn what the training dataset determines (normalisation statistics, vocabulary); returns self."""
+        ...
 
     def __call__(self, observation: dict[str, Any]) -> dict[str, Any]:
         """One raw observation -> unbatched model inputs (images (N_cam, C, H, W), ...)."""
         ...
 
-    def save_pretrained(self, directory: str) -> None:
-        """Write whatever the processor needs (tokenizer files, settings) into `directory`."""
+    def collate(self, samples: list[dict[str, Any]]) -> dict[str, Any]:
+        """Processed samples -> a batch (tensors stacked on a new dim 0)."""
+        ...
+
+    def unnormalize_actions(self, actions: torch.Tensor) -> Any:
+        """(B, T, A) normalised model actions -> (B, T, action_dim) in robot units."""
+        ...
+
+    def save_pretrained(self, directory: str) -> Any:
+        """Write whatever the processor needs into the checkpoint `directory`, under `processor/`
+        (plus e.g. `dataset_statistics.json`)."""
+        ...
+
+    @classmethod
+    def from_pretrained(cls, directory: str) -> Any:
+        """Load what `save_pretrained` wrote into `directory`."""
         ...
 
 

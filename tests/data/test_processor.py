@@ -304,3 +304,18 @@ def test_config_is_validated_like_any_component():
         vla_core.build_component("processors", {"type": "VLAProcessor", "max_lang_lenn": 8})
     with pytest.raises(ConfigError, match="state_norm"):
         vla_core.build_component("processors", {"type": "VLAProcessor", "state_norm": "zscore"})
+
+
+def test_the_processor_protocol_is_what_training_and_inference_call(processor):
+    from vla_core.protocols import Processor
+
+    assert isinstance(processor, Processor)
+
+    class OnlyCallsAndSaves:  # the engine would fail on fit / collate / unnormalize_actions / from_pretrained
+        def __call__(self, observation):
+            return observation
+
+        def save_pretrained(self, directory):
+            pass
+
+    assert not isinstance(OnlyCallsAndSaves(), Processor)
