@@ -81,7 +81,7 @@ def test_summary_rows_per_task_and_mean(point_env: type) -> None:
     episodes[-1].task = "other"
     rows = summarize(episodes)
     assert [r.task for r in rows] == ["reach", "other", "mean"]
-    assert rows[0].successes == 1 and rows[0].episodes == 2  # seed 1 starts at -0.9: +0.5 steps never land on 1
+    assert rows[0].successes == 1 and rows[0].episodes == 2  # seed 1 starts at -0.75: +0.5 steps never land on 1
     assert rows[2].success_rate == pytest.approx((0.5 + 0.0) / 2)
 
 
