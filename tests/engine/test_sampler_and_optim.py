@@ -81,3 +81,19 @@ def test_warmup_then_cosine_to_the_floor():
         optimizer.step()
         scheduler.step()
     assert lrs == pytest.approx([factor(s) for s in range(10)])
+
+
+def test_a_resumed_run_follows_the_current_configs_lr_schedule_and_adamw_settings(synthetic, tmp_path):
+    from engine_fixtures import run_config, train
+
+    from vla_core.engine.metrics import read_metrics
+    from vla_core.engine.optim import lr_factor
+
+    config = run_config(tmp_path, steps=2, save_every=2, lr=1e-3, warmup_steps=1)
+    train(config)
+    config["train"].update(steps=4, lr=5e-4, weight_decay=0.05, betas=[0.8, 0.9])
+    trainer, _ = train(config, resume="auto")
+    expected = lr_factor(trainer.train_config)
+    assert [r["lr"] for r in read_metrics(tmp_path)][2:] == pytest.approx([5e-4 * expected(s) for s in (2, 3)])
+    decay = next(g for g in trainer.optimizer.param_groups if g["decay"])
+    assert decay["weight_decay"] == 0.05 and tuple(decay["betas"]) == (0.8, 0.9)
