@@ -35,3 +35,18 @@ def test_leftovers_next_to_a_complete_checkpoint_are_removed(tmp_path):
     checkpoints.remove_temporaries()
     assert [p.name for p in checkpoints.root.iterdir()] == ["step-4"]
     assert (checkpoints.path(4) / STATE_DIR / STATE_NAME).read_text() == "new"
+
+
+def test_metrics_of_a_killed_run_are_cut_back_to_the_resumed_step(tmp_path):
+    # What a SIGKILL leaves: records past the last checkpoint and a torn last line.
+    from vla_core.engine.metrics import JsonlMetrics, read_metrics
+
+    lines = [f'{{"step": {step}, "loss": {1.0 / step}}}' for step in range(1, 7)]
+    (tmp_path / "metrics.jsonl").write_text("\n".join(lines) + '\n{"step": 7, "lo')
+    metrics = JsonlMetrics(tmp_path, resume_step=4)
+    metrics.log(5, {"loss": 0.5})
+    metrics.close()
+    assert [(r["step"], r["loss"]) for r in read_metrics(tmp_path)] == [(1, 1.0), (2, 0.5), (3, 1 / 3), (4, 0.25),
+                                                                        (5, 0.5)]
+    JsonlMetrics(tmp_path).close()  # a fresh run starts an empty file
+    assert read_metrics(tmp_path) == []
