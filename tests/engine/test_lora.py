@@ -92,3 +92,16 @@ def test_export_refuses_what_it_cannot_do(lora_run, tmp_path):
         export_checkpoint(result.last_checkpoint, tmp_path / "plain", merge_lora=False)
     with pytest.raises(CheckpointError, match="new directory"):
         export_checkpoint(result.last_checkpoint, result.last_checkpoint, merge_lora=True)
+
+
+def test_resuming_with_other_lora_settings_is_refused(lora_run):
+    import copy
+
+    config, _, _ = lora_run
+    other = copy.deepcopy(config)
+    other["train"].update(steps=4, lora={"r": 8, "alpha": 8, "target_modules": "all-linear"})
+    with pytest.raises(CheckpointError, match="resume with the same LoRA settings"):
+        train(other, resume="auto")
+    other["train"]["lora"] = None  # full fine-tuning from a LoRA checkpoint's state
+    with pytest.raises(CheckpointError, match="resume with the same LoRA settings"):
+        train(other, resume="auto")
