@@ -104,3 +104,23 @@ def test_a_malformed_content_length_is_a_clear_400(server):
     response = connection.getresponse()
     assert response.status == 400 and b"Content-Length" in response.read()
     connection.close()
+
+
+def test_noise_reaches_the_policy_for_reproducible_sampling():
+    class Recording:
+        """A policy that returns the noise it was given (generative heads start from it)."""
+
+        def act(self, observation, noise=None):
+            assert observation["task"] == "open the drawer" and "noise" not in observation
+            return noise.numpy()
+
+    server = PolicyServer(Recording(), port=0)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        noise = np.random.default_rng(0).normal(size=(4, 3)).astype(np.float32)
+        with PolicyClient(server.url) as client:
+            np.testing.assert_array_equal(client.act(observation(), noise=noise), noise)
+    finally:
+        server.shutdown()
+        server.server_close()
