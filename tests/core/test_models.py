@@ -8,7 +8,7 @@ import torch
 import vla_core
 from vla_core.errors import ConfigError, VLAError
 from vla_core.models import LinearProjector, MLPActionHead, MLPProjector
-from vla_core.models.mlp_action_head import last_valid, masked_mean
+from vla_core.models.pooling import last_valid, masked_mean
 from vla_core.protocols import ActionHead, Projector
 from vla_core.testing import check_action_head, make_tiny_batch, tiny_vla_spec
 

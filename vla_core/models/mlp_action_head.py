@@ -8,18 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-
-def masked_mean(features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean over valid positions: features (B, S, D), mask (B, S) bool -> (B, D)."""
-    weights = mask.to(features.dtype).unsqueeze(-1)
-    return (features * weights).sum(1) / weights.sum(1).clamp(min=1.0)
-
-
-def last_valid(features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """The feature at the last valid position of each row: (B, S, D), (B, S) -> (B, D)."""
-    positions = torch.arange(mask.shape[1], device=mask.device).expand_as(mask)
-    last = torch.where(mask, positions, torch.zeros_like(positions)).amax(dim=1)
-    return features[torch.arange(features.shape[0], device=features.device), last]
+from vla_core.models.pooling import pool
 
 
 class MLPActionHead(nn.Module):
@@ -66,8 +55,7 @@ class MLPActionHead(nn.Module):
     def _predict(
         self, input_features: torch.Tensor, states: torch.Tensor, attention_mask: torch.Tensor
     ) -> torch.Tensor:
-        pool = masked_mean if self.pooling == "mean" else last_valid
-        x = pool(input_features, attention_mask.bool())
+        x = pool(input_features, attention_mask, self.pooling)
         if self.state_dim:
             x = torch.cat([x, states[:, : self.state_dim].to(x.dtype)], dim=-1)
         return self.mlp(x).view(-1, self.chunk_size, self.action_dim)

@@ -25,6 +25,7 @@ from torch import nn
 
 from vla_core.errors import ConfigError
 from vla_core.models.mlp_resnet import MLPResNet
+from vla_core.models.pooling import pool
 from vla_heads_flow.ddim import BetaSchedule, DDIMScheduler
 from vla_heads_flow.inputs import check_chunk, check_features
 
@@ -36,17 +37,6 @@ def timestep_encoding(timesteps: torch.Tensor, dim: int) -> torch.Tensor:
     exponent = torch.arange(half, device=timesteps.device) * -math.log(10000) / (half - 1)
     args = timesteps[:, None].float() * torch.exp(exponent)[None, :]
     return torch.cat([args.sin(), args.cos()], dim=-1)
-
-
-def pool_features(features: torch.Tensor, mask: torch.Tensor, pooling: str) -> torch.Tensor:
-    """(B, S, D), (B, S) bool -> (B, D): mean over valid positions, or the last valid one."""
-    mask = mask.bool()
-    if pooling == "mean":
-        weights = mask.to(features.dtype).unsqueeze(-1)
-        return (features * weights).sum(1) / weights.sum(1).clamp(min=1.0)
-    positions = torch.arange(mask.shape[1], device=mask.device).expand_as(mask)
-    last = torch.where(mask, positions, torch.zeros_like(positions)).amax(dim=1)
-    return features[torch.arange(features.shape[0], device=features.device), last]
 
 
 class NoisePredictionModel(nn.Module):
@@ -120,7 +110,7 @@ class DiffusionActionHead(nn.Module):
         """Pooled features (+ state): (B, input_dim + state_dim)."""
         check_features(input_features, self.input_dim, type(self).__name__, "input_dim")
         dtype = self.noise_predictor.mlp_resnet.fc1.weight.dtype
-        cond = pool_features(input_features.to(dtype), attention_mask, self.pooling)
+        cond = pool(input_features.to(dtype), attention_mask, self.pooling)
         if self.state_dim:
             cond = torch.cat([cond, states.reshape(states.shape[0], -1)[:, : self.state_dim].to(dtype)], dim=-1)
         return cond
