@@ -117,3 +117,32 @@ def test_resuming_a_finished_run_trains_nothing_and_names_its_last_checkpoint(sy
     train(config)
     _, result = train(config, resume="auto")  # nothing left to do
     assert result.step == 2 and result.last_checkpoint == tmp_path / "checkpoints/step-2"
+
+
+@pytest.mark.parametrize(
+    ("change", "path", "fragment"),
+    [
+        (lambda m: m["llm_backbone"]["config"].update(vocab_size=4), "model:", "vocabulary has 4"),
+        (lambda m: m["vla_head"].update(action_dim=1), "model.vla_head.action_dim:", "actions have 2 dims"),
+        (lambda m: m["vla_head"].update(state_dim=2), "model.vla_head.state_dim:", "states have 3 dims"),
+        (lambda m: m["vla_head"].update(chunk_size=8), "model.vla_head.chunk_size:", "predicts 8 actions"),
+    ],
+    ids=["vocabulary", "action-dim", "state-dim", "chunk"],
+)
+def test_model_that_does_not_fit_the_processor_stops_before_training(lerobot_root, tmp_path, change, path, fragment):
+    config = lerobot_run_config(tmp_path, lerobot_root, steps=2, save_every=2)
+    change(config["model"])
+    with pytest.raises(ConfigError) as info:
+        train(config)
+    assert str(info.value).startswith(path) and fragment in str(info.value), str(info.value)
+    assert not (tmp_path / "checkpoints").exists()
+
+
+def test_resuming_on_a_dataset_the_checkpoint_does_not_describe(lerobot_root, tmp_path):
+    from engine_fixtures import write_lerobot_dataset
+
+    train(lerobot_run_config(tmp_path / "run", lerobot_root, steps=2, save_every=2, keep_last=1))
+    other = write_lerobot_dataset(tmp_path / "other_robot", state_dim=4)
+    config = lerobot_run_config(tmp_path / "run", other, steps=4, save_every=2)
+    with pytest.raises(DataError, match=r"observation\.state"):
+        train(config, resume="auto")

@@ -103,7 +103,11 @@ def build_processor(
         )
     processor_cls = registry.load("processors", spec["type"])
     if resume is not None:
-        return processor_cls.from_pretrained(resume)
+        processor = processor_cls.from_pretrained(resume)
+        check = getattr(processor, "check_dataset", None)
+        if callable(check):  # the checkpoint's normalisation must describe this dataset
+            check(dataset)
+        return processor
 
     def fit_and_save() -> Any:
         processor = build_component("processors", spec, "model.processor")
@@ -113,6 +117,56 @@ def build_processor(
 
     processor = on_main(context, fit_and_save)
     return processor if context.is_main else processor_cls.from_pretrained(output_dir)
+
+
+def _fact(obj: Any, *names: str) -> int | None:
+    """The first of `names` that `obj` has as a positive int (properties that raise count as absent)."""
+    for name in names:
+        try:
+            value = getattr(obj, name, None)
+        except Exception:
+            continue
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+    return None
+
+
+def check_model_fits_processor(vla: nn.Module, processor: Any) -> None:
+    """Fail before the first step when the processor's inputs do not fit the model: token
+    ids beyond the model's vocabulary (an IndexError mid-run otherwise), or state, action
+    or chunk sizes the head would silently cut. Sizes a component does not expose are not
+    checked."""
+    from vla_core.models.summary import find_config_value
+
+    head = getattr(vla, "vla_head", None)
+    model = head if head is not None else vla
+    path = "model.vla_head" if head is not None else "model"
+    vocab, model_vocab = _fact(processor, "vocab_size"), find_config_value(vla, "vocab_size")
+    if vocab and model_vocab and vocab > model_vocab:
+        raise ConfigError(
+            f"the processor's tokenizer has {vocab} token ids but the model's vocabulary has {model_vocab}; "
+            "raise the language model's vocab_size to at least that (its config) or use a smaller tokenizer.",
+            "model",
+        )
+    checks = (
+        ("action_dim", ("action_dim", "max_action_dim"), "actions"),
+        ("state_dim", ("state_dim", "max_state_dim"), "states"),
+    )
+    for data_name, model_names, what in checks:
+        data_dim, model_dim = _fact(processor, data_name), _fact(model, *model_names)
+        if data_dim and model_dim and model_dim < data_dim:
+            raise ConfigError(
+                f"the dataset's {what} have {data_dim} dims but the model reads only {model_dim}, so the rest "
+                f"would be silently dropped; set {model_names[0]} (or max_{data_name}) to at least {data_dim}.",
+                f"{path}.{model_names[0]}",
+            )
+    chunk, model_chunk = _fact(processor, "chunk_size"), _fact(model, "chunk_size", "traj_length", "n_action_steps")
+    if chunk and model_chunk and model_chunk > chunk:
+        raise ConfigError(
+            f"the model predicts {model_chunk} actions per chunk but the data gives targets for {chunk}; set the "
+            "same chunk size in model.processor, data and the head.",
+            f"{path}.chunk_size",
+        )
 
 
 def seed_training_rng(seed: int, rank: int) -> None:

@@ -48,6 +48,7 @@ from vla_core.engine.setup import (
     build_dataset,
     build_model,
     build_processor,
+    check_model_fits_processor,
     check_resume_compatible,
     seed_training_rng,
 )
@@ -122,6 +123,7 @@ class Trainer:
         self.dataset = build_dataset(self.config)
         self.vla, self.model, self._lora_key_map = build_model(self.config, self.context, self.resumed_from)
         self.processor = build_processor(self.vla, self.dataset, self.resumed_from, self.context, self.output_dir)
+        check_model_fits_processor(self.vla, self.processor)
         self.optimizer = build_optimizer(self.model, train)
         self.scheduler = build_scheduler(self.optimizer, train)
         self.step = state.step if state else 0

@@ -47,7 +47,8 @@ def component_tree(vla: nn.Module) -> Any:
     return root
 
 
-def _find_config_value(vla: nn.Module, attribute: str) -> Any:
+def find_config_value(vla: nn.Module, attribute: str) -> Any:
+    """The first int `attribute` of a transformers config inside `vla` (None if there is none)."""
     for module in vla.modules():
         config = getattr(module, "config", None)
         value = getattr(config, attribute, None)
@@ -61,8 +62,8 @@ def random_observation(vla: nn.Module, batch_size: int = 1, seed: int = 0, num_c
     transformers configs inside it, state width from the head (`state_dim`) or the VLA
     (`max_state_dim`). For smoke runs only; real inputs come from a processor."""
     g = torch.Generator().manual_seed(seed)
-    image_size = _find_config_value(vla, "image_size") or 224
-    vocab = _find_config_value(vla, "vocab_size") or 32
+    image_size = find_config_value(vla, "image_size") or 224
+    vocab = find_config_value(vla, "vocab_size") or 32
     head = getattr(vla, "vla_head", None)
     state_dim = getattr(vla, "max_state_dim", None) or getattr(head, "state_dim", None) or 8
     seq_len = 8
