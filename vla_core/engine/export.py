@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 from vla_core.atomic import atomic_directory
 from vla_core.engine.lora import ADAPTER_DIR
 from vla_core.errors import CheckpointError
 
-#: Files of a checkpoint that describe data processing and are copied as they are.
-PROCESSOR_FILES = ("processor", "dataset_statistics.json")
-
 
 def export_checkpoint(checkpoint: str | Path, output: str | Path, merge_lora: bool = False) -> Path:
     """Write `output`: config.json, model.safetensors (with a LoRA adapter merged into the
-    weights) and the processor files; no optimizer or trainer state. Atomic.
+    weights) and the processor (saved by itself); no optimizer or trainer state. Atomic.
 
     Args:
         checkpoint: a directory written by `vla train`.
@@ -46,10 +42,6 @@ def export_checkpoint(checkpoint: str | Path, output: str | Path, merge_lora: bo
     extra["lora_merged"] = has_adapter
     with atomic_directory(output) as tmp:
         vla.write_pretrained(tmp, extra_config=extra)
-        for name in PROCESSOR_FILES:
-            source = checkpoint / name
-            if source.is_dir():
-                shutil.copytree(source, tmp / name)
-            elif source.is_file():
-                shutil.copy2(source, tmp / name)
+        if vla.processor is not None:  # the processor writes whatever files it needs
+            vla.processor.save_pretrained(tmp)
     return output
