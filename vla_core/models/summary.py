@@ -14,7 +14,8 @@ def _count(module: nn.Module) -> tuple[int, int]:
     return total, trainable
 
 
-def _fmt(n: int) -> str:
+def human_count(n: int) -> str:
+    """1234567 -> "1.23M"."""
     for unit, size in (("B", 1e9), ("M", 1e6), ("K", 1e3)):
         if n >= size:
             return f"{n / size:.2f}{unit}"
@@ -29,8 +30,8 @@ def component_tree(vla: nn.Module) -> Any:
         total, trainable = _count(module)
         spec = getattr(module, "component_spec", None)
         kind = f" [cyan]{spec['type']}[/]" if isinstance(spec, dict) else f" [dim]{type(module).__name__}[/]"
-        frozen = "" if trainable == total else f", {_fmt(trainable)} trainable"
-        return f"[bold]{name}[/]{kind}  {_fmt(total)} params{frozen}"
+        frozen = "" if trainable == total else f", {human_count(trainable)} trainable"
+        return f"[bold]{name}[/]{kind}  {human_count(total)} params{frozen}"
 
     root = Tree(label("model", vla))
 
