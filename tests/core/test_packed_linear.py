@@ -11,7 +11,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from vla_core.models import packed_linear
-from vla_core.models.packed_linear import PackedLinear, can_pack, packed_linears, routable_linears
+from vla_core.models.packed_linear import PackedLinear, can_pack, packed_linears, packing_dtype, routable_linears
+from vla_core.precision import bf16_kernels_available
 
 RTOL = 1e-5  # relative to the output's scale: oneDNN and MKL sum in different orders
 
@@ -62,13 +63,38 @@ def test_packing_is_available_here():
     assert can_pack(torch.zeros(16, 16), min_numel=256)
 
 
+@pytest.mark.parametrize("kernels", [True, False])
+def test_bf16_is_packed_in_bf16_only_where_onednn_has_bf16_kernels(monkeypatch, kernels):
+    monkeypatch.setattr(packed_linear, "bf16_kernels_available", lambda: kernels)
+    assert packing_dtype(torch.bfloat16) == (torch.bfloat16 if kernels else torch.float32)
+    assert packing_dtype(torch.float32) == torch.float32
+
+
+def test_fp32_fallback_for_bf16_weights_runs_on_any_cpu(monkeypatch):
+    # What an AVX2-only CPU does, forced here whatever this CPU has: an fp32 packed copy.
+    monkeypatch.setattr(packed_linear, "bf16_kernels_available", lambda: False)
+    torch.manual_seed(0)
+    weight, bias = torch.randn(384, 256, dtype=torch.bfloat16), torch.randn(384, dtype=torch.bfloat16)
+    x = torch.randn(3, 50, 256, dtype=torch.bfloat16)
+    packed = PackedLinear(weight, bias)
+    assert packed.packed is not None and packed.compute_dtype == torch.float32
+    out = packed(x)
+    assert out.dtype == torch.bfloat16
+    assert close(out.float(), F.linear(x.float(), weight.float(), bias.float()), 1e-2)
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_packed_linear_equals_f_linear(dtype):
+    # bf16 runs the branch this CPU has: the bf16 kernel where oneDNN has one (AMX/AVX512),
+    # the fp32 fallback elsewhere (AVX2); either way no crash and F.linear's numbers.
     torch.manual_seed(0)
     weight, bias = torch.randn(384, 256, dtype=dtype), torch.randn(384, dtype=dtype)
     x = torch.randn(3, 50, 256, dtype=dtype)
     packed = PackedLinear(weight, bias)
     assert packed.packed is not None
+    expected_compute = dtype if dtype == torch.float32 or bf16_kernels_available() else torch.float32
+    assert packed.compute_dtype == expected_compute
+    assert packed(x).dtype == dtype
     rtol = RTOL if dtype == torch.float32 else 1e-2
     assert close(packed(x).float(), F.linear(x, weight, bias).float(), rtol)
     gelu = PackedLinear(weight, bias, gelu=True)

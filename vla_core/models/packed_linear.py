@@ -11,7 +11,10 @@ layout once (what torch.compile's "freezing" and IPEX do). Two ways to use it:
   model through a cached packed copy of its weight while inference runs inside the block
   (grad disabled), without touching parameters, names or state dicts.
 
-Elsewhere (CUDA, builds without oneDNN, small layers) both are plain `F.linear`. Under
+A bf16 weight is packed in bf16 where oneDNN has bf16 kernels for this CPU (AMX,
+AVX512) and as an fp32 copy elsewhere (AVX2-only CPUs refuse bf16 packing): the call
+then computes in fp32 and returns bf16. Elsewhere (CUDA, builds without oneDNN, small
+layers) both are plain `F.linear`. Under
 torch.compile the packed call goes through the custom op `vla_core::packed_linear`, so
 inductor treats it as an opaque kernel and fuses the elementwise work around it.
 """
@@ -29,6 +32,8 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from vla_core.precision import bf16_kernels_available
 
 #: Below this many weights a oneDNN call's fixed cost (~15 us) outweighs its faster matmul.
 #: Read at call time, so tests may lower it to exercise packing on tiny models.
@@ -58,6 +63,14 @@ def can_pack(weight: torch.Tensor, min_numel: int | None = None) -> bool:
     )
 
 
+def packing_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype a weight of `dtype` is packed (and computed) in: bf16 only where oneDNN
+    has bf16 kernels on this CPU, fp32 otherwise."""
+    if dtype == torch.bfloat16 and not bf16_kernels_available():
+        return torch.float32
+    return dtype
+
+
 @torch.library.custom_op("vla_core::packed_linear", mutates_args=())
 def packed_linear_op(
     x: torch.Tensor, packed_weight: torch.Tensor, bias: torch.Tensor | None, out_features: int, gelu: bool
@@ -80,7 +93,8 @@ class PackedLinear:
 
     Holds detached tensors (not parameters): whoever keeps one must rebuild it when the
     source weights change (`tensor_signature` tells). `gelu=True` fuses the tanh-approximate
-    GELU into the kernel. Inputs must have the weight's dtype.
+    GELU into the kernel. Inputs must have the weight's dtype; outputs have it too, even
+    where a bf16 weight is computed in fp32 (`packing_dtype`).
     """
 
     def __init__(
@@ -99,6 +113,10 @@ class PackedLinear:
         self.out_features, self.in_features = int(weight.shape[0]), int(weight.shape[1])
         self.gelu = gelu
         packable = pack and can_pack(weight, min_numel)
+        self.compute_dtype = packing_dtype(weight.dtype) if packable else weight.dtype
+        if packable and self.compute_dtype != weight.dtype:
+            weight = weight.to(self.compute_dtype)
+            self.bias = None if self.bias is None else self.bias.to(self.compute_dtype)
         self.packed = torch.ops.mkldnn._reorder_linear_weight(weight, None) if packable else None
         self.weight = None if packable else weight
 
@@ -121,11 +139,15 @@ class PackedLinear:
             assert self.weight is not None
             y = F.linear(x, self.weight, self.bias)
             return F.gelu(y, approximate="tanh") if self.gelu else y
+        out_dtype = x.dtype
+        x = x.to(self.compute_dtype)  # a no-op unless a bf16 weight is computed in fp32
         if torch.compiler.is_compiling():
-            return packed_linear_op(x, self.packed, self.bias, self.out_features, self.gelu)
-        if self.gelu:
-            return torch.ops.mkldnn._linear_pointwise(x, self.packed, self.bias, "gelu", [], "tanh")
-        return torch.ops.mkldnn._linear_pointwise(x, self.packed, self.bias, "none", [], "")
+            y = packed_linear_op(x, self.packed, self.bias, self.out_features, self.gelu)
+        elif self.gelu:
+            y = torch.ops.mkldnn._linear_pointwise(x, self.packed, self.bias, "gelu", [], "tanh")
+        else:
+            y = torch.ops.mkldnn._linear_pointwise(x, self.packed, self.bias, "none", [], "")
+        return y.to(out_dtype)
 
 
 def tensor_signature(tensor: torch.Tensor | None) -> tuple | None:
