@@ -58,7 +58,11 @@ class TrainConfig(BaseModel):
     min_lr_ratio: float = Field(0.0, ge=0, le=1, description="Final lr as a fraction of the peak (cosine).")
     # > 0: torch's clipping with a negative norm flips the gradient's sign, with 0 zeroes it.
     max_grad_norm: float | None = Field(1.0, gt=0, description="Clip the global gradient norm; None disables.")
-    precision: Literal["fp32", "bf16"] = Field("fp32", description="bf16 runs the forward under autocast.")
+    precision: Literal["auto", "fp32", "bf16"] = Field(
+        "auto",
+        description="auto: bf16 autocast where the device computes bf16 natively (CUDA Ampere+, CPUs with AMX or "
+        "AVX512-BF16), else fp32. bf16 forces autocast (slow where emulated); fp32 never uses it.",
+    )
     gradient_checkpointing: bool = Field(False, description="Recompute activations in the backward pass.")
     seed: int = Field(0, description="Seed for initialisation, data order, noise.")
     num_workers: int = Field(0, ge=0, description="DataLoader worker processes.")
@@ -78,6 +82,21 @@ class RunConfig(BaseModel):
     data: dict[str, Any] | None = None
     train: TrainConfig = Field(default_factory=TrainConfig)
     output_dir: str = "runs/default"
+
+
+def warmup_warning(warmup_steps: int, steps: int) -> str:
+    """The warning for a warm-up that the run never leaves."""
+    return (f"train.warmup_steps ({warmup_steps}) is not shorter than train.steps ({steps}): the learning rate never "
+            "reaches its peak and the schedule never decays. Lower warmup_steps or raise steps.")
+
+
+def config_warnings(config: RunConfig) -> list[str]:
+    """Settings that are valid but probably not what was meant (printed, not raised)."""
+    train = config.train
+    warnings = []
+    if train.warmup_steps > 0 and train.warmup_steps >= train.steps:
+        warnings.append(warmup_warning(train.warmup_steps, train.steps))
+    return warnings
 
 
 def validate_run_config(raw: Mapping[str, Any], source: str = "config") -> RunConfig:

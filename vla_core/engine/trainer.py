@@ -2,7 +2,8 @@
 
 One process by default; under torchrun every rank runs the same loop on its slice of
 each global batch, with the model sharded by FSDP2. Per optimizer step: forward and
-backward on `grad_accum_steps` micro-batches (bf16 autocast when asked), a check that
+backward on `grad_accum_steps` micro-batches (bf16 autocast where `train.precision`
+resolves to bf16: `auto` picks it only on hardware with native bf16), a check that
 the loss is finite on every rank, gradient clipping over the (sharded) gradients,
 AdamW and the lr schedule; then metrics and, every `save_every` steps and at the end, an
 atomic checkpoint.
@@ -23,7 +24,7 @@ from typing import Any
 
 import torch
 
-from vla_core.config.run import RunConfig
+from vla_core.config.run import RunConfig, config_warnings
 from vla_core.engine.checkpoint import (
     OPTIMIZER_NAME,
     SCHEDULER_NAME,
@@ -54,6 +55,7 @@ from vla_core.engine.setup import (
 )
 from vla_core.engine.state_dicts import full_model_state, full_optimizer_state, load_full_optimizer_state
 from vla_core.errors import ConfigError
+from vla_core.precision import PrecisionChoice, resolve_precision
 
 
 @dataclass
@@ -108,6 +110,7 @@ class Trainer:
         checkpoint when resuming. `fit` calls it; call it yourself to inspect the parts."""
         train = self.train_config
         self.context: DistributedContext = init_distributed()
+        self.precision: PrecisionChoice = resolve_precision(train.precision, self.context.device)
         on_main(self.context, self.checkpoints.remove_temporaries)
         self.resumed_from = self.checkpoints.resolve_resume(self.resume)
         self.last_checkpoint = self.resumed_from  # until this run saves one
@@ -186,8 +189,11 @@ class Trainer:
         main = self.context.is_main
         metrics_file = JsonlMetrics(self.output_dir, self.step if self.resumed_from else None) if main else None
         progress = ProgressDisplay(train.steps, self.step, train.log_every, self.console) if main else None
-        if progress is not None and self.resumed_from is not None:
-            progress.print(f"resumed from {self.resumed_from} at step {self.step}")
+        if progress is not None:
+            for line in self.header_lines():
+                progress.print(line)
+            if self.resumed_from is not None:
+                progress.print(f"resumed from {self.resumed_from} at step {self.step}")
         self._call("on_train_start", self)
         metrics: dict[str, Any] = {}
         batches = iter(self.dataloader)
@@ -215,10 +221,31 @@ class Trainer:
         self._call("on_train_end", self)
         return TrainResult(self.output_dir, self.step, self.last_checkpoint, metrics)
 
+    def header_lines(self) -> list[str]:
+        """What the run is, printed when it starts: model size, precision, data, output."""
+        from vla_core.models.summary import human_count
+
+        params = list(self.model.parameters())  # tied weights once; FSDP2's DTensors report global sizes
+        total = sum(p.numel() for p in params)
+        trainable = sum(p.numel() for p in params if p.requires_grad)
+        lora = " (LoRA adapters)" if self.train_config.lora is not None else ""
+        episodes = getattr(self.dataset, "num_episodes", None)
+        data = f"{len(self.dataset)} frames" + (f" in {episodes} episodes" if episodes is not None else "")
+        name = type(self.vla).__name__
+        lines = [
+            f"model {name}: {human_count(total)} parameters, {human_count(trainable)} trainable{lora}",
+            f"{self.precision.describe()} on {self.context.device}"
+            + (f", {self.context.world_size} processes" if self.context.world_size > 1 else ""),
+            f"data {data}; {self.train_config.steps} steps of batch {self.train_config.batch_size}",
+            f"output {self.output_dir}",
+        ]
+        if self.precision.warning:
+            lines.append(f"warning: {self.precision.warning}")
+        lines += [f"warning: {warning}" for warning in config_warnings(self.config)]
+        return lines
+
     def _autocast(self) -> contextlib.AbstractContextManager:
-        if self.train_config.precision == "bf16":
-            return torch.autocast(device_type=self.context.device.type, dtype=torch.bfloat16)
-        return contextlib.nullcontext()
+        return self.precision.autocast()
 
     def _train_step(self, batches: Iterator[dict[str, Any]]) -> dict[str, Any]:
         """One optimizer step over `grad_accum_steps` micro-batches -> its metrics.
@@ -372,6 +399,7 @@ class Trainer:
             "inference_model": self.config.inference_model,
             "data": self.config.data,
             "train": self.train_config.model_dump(mode="json"),
+            "precision": self.precision.as_dict(),
             "output_dir": str(self.config.output_dir),
             "training_step": self.step,
         }
