@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from vla_core.cli.options import PRECISION_OPTION, report_precision
+
 BASELINES = ("expert", "random")
 
 
@@ -29,6 +31,7 @@ def eval_cmd(
     output: Path | None = typer.Option(None, "--output", "-o", help="Also write the JSON report to this file."),
     device: str = typer.Option("cpu", "--device", help="Where the model runs (cpu, cuda)."),
     threads: int | None = typer.Option(None, "--threads", help="torch CPU threads."),
+    precision: str = PRECISION_OPTION,
 ) -> None:
     """Roll a policy out on unseen layouts; print success per task with 95% Wilson intervals."""
     import json
@@ -65,7 +68,7 @@ def eval_cmd(
     }
     try:
         for name in names:
-            make_policy = _policy_factory(name, sim, seed, device, threads)
+            make_policy = _policy_factory(name, sim, seed, device, threads, precision, console)
             start = time.perf_counter()
             with _progress(console, f"{_label(name)}", len(task_names) * episodes) as advance:
                 episodes_run = evaluate(
@@ -94,7 +97,9 @@ def _label(name: str) -> str:
     return name if name in BASELINES else "policy"
 
 
-def _policy_factory(name: str, env: object, seed: int, device: str, threads: int | None):
+def _policy_factory(
+    name: str, env: object, seed: int, device: str, threads: int | None, precision: str, console: object
+):
     """'expert' / 'random' / a checkpoint directory -> task -> rollout policy."""
     if name == "expert" and not Path(name).exists():
         if not callable(getattr(env, "expert", None)):
@@ -113,7 +118,9 @@ def _policy_factory(name: str, env: object, seed: int, device: str, threads: int
 
     if threads:
         torch.set_num_threads(threads)
-    policy = VLAPolicy.from_checkpoint(name, env.spec, seed=seed, device=device)  # type: ignore[attr-defined]
+    policy = VLAPolicy.from_checkpoint(name, env.spec, seed=seed, device=device,  # type: ignore[attr-defined]
+                                       precision=precision)
+    report_precision(policy.policy.precision, console)
     return lambda task: policy
 
 

@@ -7,6 +7,8 @@ from typing import Any
 
 import typer
 
+from vla_core.cli.options import PRECISION_OPTION, report_precision
+
 
 def observation_from_files(images: list[str], state: str | None, instruction: str | None) -> dict[str, Any]:
     """`--image cam=path.png` (repeatable), `--state 0.1,0.2,...`, `--instruction "..."` -> a raw observation."""
@@ -56,7 +58,9 @@ def observation_from_dataset(checkpoint: Path, root: Path, index: int) -> dict[s
 
 
 def predict_cmd(
-    checkpoint: Path = typer.Argument(..., help="A checkpoint directory (runs/NAME/checkpoints/step-N)."),
+    checkpoint: Path = typer.Argument(
+        ..., help="A checkpoint directory (runs/NAME/checkpoints/step-N), or a run directory (its latest checkpoint)."
+    ),
     dataset: Path | None = typer.Option(None, "--dataset", help="LeRobot dataset root to read the observation from."),
     index: int = typer.Option(0, "--index", help="Frame index in --dataset."),
     image: list[str] = typer.Option([], "--image", help="camera=path.png (repeatable), instead of --dataset."),
@@ -65,6 +69,7 @@ def predict_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
     seed: int = typer.Option(0, "--seed", help="Seed for generative heads' noise."),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:1, ..."),
+    precision: str = PRECISION_OPTION,
 ) -> None:
     """Predict the action chunk for one observation and print it in robot units."""
     import json
@@ -72,9 +77,11 @@ def predict_cmd(
     import numpy as np
     import torch
 
+    from vla_core.engine.checkpoint import resolve_checkpoint
     from vla_core.engine.policy import Policy
     from vla_core.models.pretrained import read_checkpoint_config
 
+    checkpoint = resolve_checkpoint(checkpoint)
     read_checkpoint_config(checkpoint)  # a wrong path fails before anything is read
     if dataset is not None:
         observation = observation_from_dataset(checkpoint, dataset, index)
@@ -82,7 +89,8 @@ def predict_cmd(
             observation["task"] = instruction
     else:
         observation = observation_from_files(image, state, instruction)
-    policy = Policy.from_pretrained(checkpoint, device=device)
+    policy = Policy.from_pretrained(checkpoint, device=device, precision=precision)
+    report_precision(policy.precision)
     torch.manual_seed(seed)
     actions = policy.act(observation)
     target = observation.get("actions")

@@ -6,12 +6,17 @@ from pathlib import Path
 
 import typer
 
+from vla_core.cli.options import PRECISION_OPTION, report_precision
+
 
 def serve_cmd(
-    checkpoint: Path = typer.Argument(..., help="Checkpoint directory (from `vla train` or `vla export`)."),
+    checkpoint: Path = typer.Argument(
+        ..., help="Checkpoint directory (from `vla train` or `vla export`), or a run directory (its latest checkpoint)."
+    ),
     host: str = typer.Option("127.0.0.1", help="Interface to bind; 0.0.0.0 exposes the server to the network."),
     port: int = typer.Option(8000, help="TCP port (0 picks a free one)."),
     device: str = typer.Option("cpu", help="Where the model runs: cpu, cuda, cuda:1, ..."),
+    precision: str = PRECISION_OPTION,
 ) -> None:
     """Serve `Policy.act` at http://HOST:PORT/act (see vla_core.serving.client.PolicyClient)."""
     from rich.console import Console
@@ -22,7 +27,8 @@ def serve_cmd(
 
     console = Console(stderr=True)
     with console.status(f"loading {checkpoint}"):
-        policy = Policy.from_pretrained(checkpoint, device=device)
+        policy = Policy.from_pretrained(checkpoint, device=device, precision=precision)
+    report_precision(policy.precision, console)
     server = PolicyServer(policy, host=host, port=port, metadata=policy_metadata(policy, checkpoint))
     if host not in ("127.0.0.1", "localhost", "::1"):
         console.print(f"[yellow]warning:[/] serving on {host}: anyone who can reach this port can drive the robot.")

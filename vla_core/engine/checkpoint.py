@@ -190,3 +190,18 @@ class CheckpointDirectory:
         for path in doomed:
             shutil.rmtree(path, ignore_errors=True)
         return doomed
+
+
+def resolve_checkpoint(path: str | Path) -> Path:
+    """A checkpoint directory as given, or the latest complete checkpoint of a run directory
+    (a `vla train` output_dir: `<path>/checkpoints/step-<N>/`)."""
+    path = Path(path)
+    if not (path / "config.json").is_file() and (path / CHECKPOINTS_DIR).is_dir():
+        latest = CheckpointDirectory(path).latest()
+        if latest is None:
+            raise CheckpointError(
+                f"the run '{path}' has no complete checkpoint yet under {path / CHECKPOINTS_DIR}; wait for the first "
+                "save (train.save_every) or pass a checkpoint directory."
+            )
+        return latest
+    return path

@@ -6,7 +6,9 @@
 
 The same processor that prepared the training batches (saved in the checkpoint) prepares
 the observation, and its `unnormalize_actions` turns the VLA's normalised output back
-into robot units. `predict`, `serve` and `eval` go through this class.
+into robot units. `predict`, `serve` and `eval` go through this class. The model runs in
+`precision` (`auto`: bf16 autocast only where the device computes bf16 natively, see
+`vla_core.precision`); weights stay as loaded.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import torch
 from torch import nn
 
 from vla_core.errors import CheckpointError
+from vla_core.precision import PrecisionChoice, resolve_precision
 
 TRAINING_ONLY_KEYS = ("actions", "action_masks")
 
@@ -30,20 +33,33 @@ class Policy:
         vla: the model (eval mode).
         processor: raw observation -> model inputs; un-normalises actions.
         device: where the model runs.
+        precision: "auto" (bf16 autocast where the device computes bf16 natively, else
+            fp32), "fp32" or "bf16"; `self.precision` holds the resolved choice.
     """
 
-    def __init__(self, vla: nn.Module, processor: Any, device: str | torch.device = "cpu") -> None:
+    def __init__(
+        self, vla: nn.Module, processor: Any, device: str | torch.device = "cpu", precision: str = "auto"
+    ) -> None:
         self.device = torch.device(device)
+        self.precision: PrecisionChoice = resolve_precision(precision, self.device)
         self.vla = vla.to(self.device).eval()
         self.processor = processor
+        self.checkpoint: Path | None = None  # set by from_pretrained
 
     @classmethod
     def from_pretrained(
-        cls, checkpoint: str | Path, device: str | torch.device = "cpu", use_inference_model: bool = True
+        cls,
+        checkpoint: str | Path,
+        device: str | torch.device = "cpu",
+        use_inference_model: bool = True,
+        precision: str = "auto",
     ) -> Policy:
-        """Load a checkpoint written by `vla train` (or `vla export`) with its processor."""
+        """Load a checkpoint written by `vla train` (or `vla export`) with its processor;
+        `checkpoint` may also be a run's output_dir (its latest complete checkpoint)."""
+        from vla_core.engine.checkpoint import resolve_checkpoint
         from vla_core.models.pretrained import load_pretrained
 
+        checkpoint = resolve_checkpoint(checkpoint)
         vla = load_pretrained(checkpoint, use_inference_model=use_inference_model)
         processor = getattr(vla, "processor", None)  # the one saved with the checkpoint
         if processor is None:
@@ -52,7 +68,9 @@ class Policy:
                 "model.processor), so raw observations cannot be prepared for it. Use a checkpoint written by "
                 "`vla train`, or pass model inputs to vla.predict_action directly."
             )
-        return cls(vla, processor, device)
+        policy = cls(vla, processor, device, precision)
+        policy.checkpoint = checkpoint
+        return policy
 
     def model_inputs(self, observations: list[dict[str, Any]]) -> dict[str, Any]:
         """Raw observations -> a batch of model inputs on the device (no action targets)."""
@@ -74,7 +92,8 @@ class Policy:
         inputs = self.model_inputs(observations)
         if noise is not None:
             inputs["noise"] = noise.to(self.device)
-        normalised = self.vla.predict_action(**inputs)
+        with self.precision.autocast():
+            normalised = self.vla.predict_action(**inputs)
         return np.asarray(self.processor.unnormalize_actions(normalised.float().cpu()))
 
     def act(self, observation: dict[str, Any], noise: torch.Tensor | None = None) -> np.ndarray:

@@ -13,19 +13,6 @@ from vla_core.envs.spec import EnvSpec
 from vla_core.errors import EnvError
 
 
-def resolve_checkpoint(path: str | Path) -> Path:
-    """A checkpoint directory as given, or the latest complete checkpoint of a run directory."""
-    from vla_core.engine.checkpoint import CheckpointDirectory
-
-    path = Path(path)
-    if not (path / "config.json").is_file() and (path / "checkpoints").is_dir():
-        latest = CheckpointDirectory(path).latest()
-        if latest is None:
-            raise EnvError(f"the run '{path}' has no complete checkpoint yet under {path / 'checkpoints'}.")
-        return latest
-    return path
-
-
 def check_policy_fits_env(processor: Any, spec: EnvSpec, source: str) -> None:
     """EnvError unless the checkpoint's action dim, state dim and cameras are the env's."""
     if processor.action_dim != spec.action_dim:
@@ -69,12 +56,14 @@ class VLAPolicy:
         self.generator = torch.Generator().manual_seed(seed)
 
     @classmethod
-    def from_checkpoint(cls, checkpoint: str | Path, spec: EnvSpec, seed: int = 0, device: str = "cpu") -> VLAPolicy:
+    def from_checkpoint(
+        cls, checkpoint: str | Path, spec: EnvSpec, seed: int = 0, device: str = "cpu", precision: str = "auto"
+    ) -> VLAPolicy:
         """`checkpoint`: a checkpoint directory, or a run's output_dir (its latest checkpoint)."""
         from vla_core.engine.policy import Policy
 
-        checkpoint = resolve_checkpoint(checkpoint)
-        return cls(Policy.from_pretrained(checkpoint, device=device), spec, seed, source=f"'{checkpoint}'")
+        policy = Policy.from_pretrained(checkpoint, device=device, precision=precision)
+        return cls(policy, spec, seed, source=f"'{policy.checkpoint}'")
 
     def reset(self) -> None:
         self.generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.episodes)
