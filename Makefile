@@ -1,12 +1,14 @@
 # `make test` and `make demo` set everything up on a fresh machine: a .venv with
-# torch/torchvision pinned by constraints.txt, vla-core, every plugin and the test
-# plugins installed editable.
+# torch/torchvision pinned by constraints.txt, vla-core and every shipped plugin installed
+# editable. The test-only plugins (tests/plugins/) are installed by the test run itself,
+# into build/test-plugins (tests/conftest.py), so the user's environment never lists them.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip
 STAMP := $(VENV)/.installed
-PLUGIN_PROJECTS := $(sort $(wildcard plugins/*/pyproject.toml tests/plugins/*/pyproject.toml))
+PLUGIN_PROJECTS := $(sort $(wildcard plugins/*/pyproject.toml))
+TEST_PLUGIN_NAMES := vla-example-head vla-broken
 EDITABLES := -e . $(foreach p,$(PLUGIN_PROJECTS),-e $(dir $(p)))
 PYTEST_ARGS ?=
 
@@ -17,6 +19,8 @@ $(STAMP): pyproject.toml constraints.txt $(PLUGIN_PROJECTS)
 	$(PIP) install -q -c constraints.txt "setuptools>=68" wheel
 	$(PIP) install -q -c constraints.txt torch==2.14.1 torchvision==0.29.1
 	$(PIP) install -q -c constraints.txt --no-build-isolation $(EDITABLES) pytest pytest-xdist ruff
+	@# venvs made before the test plugins moved out of it: take them out again
+	$(PIP) uninstall -q -y $(TEST_PLUGIN_NAMES) 2>/dev/null || true
 	touch $(STAMP)
 
 install: gl-libs $(STAMP)
@@ -32,6 +36,8 @@ lint: install
 	$(BIN)/ruff check .
 
 test: install lint
+	@$(BIN)/python -c "from vla_core.precision import describe_cpu, resolve_precision as r; \
+	  print('torch sees:', describe_cpu()); print('auto ->', r('auto', 'cpu').describe())"
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # The first run: expert demos -> train configs/quickstart.yaml -> success on unseen layouts,
@@ -47,4 +53,4 @@ demo: install
 	  --execute-steps 4 --baselines expert,random --video $(DEMO_DIR)/videos --output $(DEMO_DIR)/eval.json
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache build/test-plugins

@@ -1,15 +1,77 @@
-"""Shared fixtures for the core tests (vla_core.testing's fixtures are loaded via pytest11)."""
+"""Shared fixtures for the core tests (vla_core.testing's fixtures are loaded via pytest11).
+
+The test-only plugins under tests/plugins/ (a third-party-style head, deliberately broken
+entries) are installed for the test run only: `pip install --target build/test-plugins`
+(rebuilt when their sources change), put on sys.path and PYTHONPATH for this process and
+the CLIs it starts. The user's environment (`make demo`, `vla list-components`) never
+sees them.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+TEST_PLUGINS = sorted(p.parent for p in (REPO / "tests/plugins").glob("*/pyproject.toml"))
+TEST_PLUGINS_SITE = REPO / "build/test-plugins"
+
+
+def _sources_digest() -> str:
+    digest = hashlib.sha256()
+    for project in TEST_PLUGINS:
+        for path in sorted(project.rglob("*")):
+            if path.is_file() and "__pycache__" not in path.parts and "/tests/" not in f"/{path.relative_to(project)}":
+                digest.update(str(path.relative_to(REPO)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
+def install_test_plugins() -> Path:
+    """Install tests/plugins/* into TEST_PLUGINS_SITE unless it already holds these sources."""
+    stamp = TEST_PLUGINS_SITE / ".sources-sha256"
+    digest = _sources_digest()
+    if stamp.is_file() and stamp.read_text() == digest:
+        return TEST_PLUGINS_SITE
+    TEST_PLUGINS_SITE.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix="test-plugins-", dir=TEST_PLUGINS_SITE.parent))
+    command = [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
+               "--target", str(staging), *map(str, TEST_PLUGINS)]
+    result = subprocess.run(command, capture_output=True, text=True)
+    if result.returncode != 0:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise RuntimeError(f"installing the test plugins failed: {' '.join(command)}\n{result.stderr[-3000:]}")
+    (staging / stamp.name).write_text(digest)
+    shutil.rmtree(TEST_PLUGINS_SITE, ignore_errors=True)
+    staging.rename(TEST_PLUGINS_SITE)  # complete or absent: an interrupted install is redone next run
+    return TEST_PLUGINS_SITE
+
+
+def _use_test_plugins() -> None:
+    site = str(install_test_plugins())
+    if site not in sys.path:
+        sys.path.insert(0, site)
+    paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    if site not in paths:
+        os.environ["PYTHONPATH"] = os.pathsep.join([site, *paths])
+    from vla_core import registry
+
+    registry.refresh()  # entry points read before the path was added are forgotten
+
+
+_use_test_plugins()
+
+
+@pytest.fixture
+def test_plugins_site() -> Path:
+    """Where the test-only plugins are installed for this run."""
+    return TEST_PLUGINS_SITE
 
 
 @pytest.fixture
