@@ -1,9 +1,12 @@
 """Training throughput of `vla train` (the engine) against a plain PyTorch loop.
 
     .venv/bin/python benchmarks/train_throughput.py [--models tiny,100m] [--steps 10] [--warmup 4] [--threads 1]
+    .venv/bin/python benchmarks/train_throughput.py --models quickstart --batch-size 32 --processes 1
 
-For each model (a tiny LlavaVLA and a ~100M-parameter one: SigLIP vision encoder + MLP
-projector + Qwen2 decoder + MLP action head) and each precision (fp32, bf16 autocast) it
+For each model (a tiny LlavaVLA, the `make demo` one from configs/quickstart.yaml and a
+~100M-parameter one: SigLIP vision encoder + MLP projector + Qwen2 decoder + MLP action
+head) and each precision (fp32, bf16 autocast; `auto` resolves as vla_core.precision says
+for this machine, printed first) it
 measures, each in a fresh process on the same LeRobot v3.0 dataset (written here with
 LeRobotWriter, read by LeRobotDataset through VLAProcessor):
 
@@ -55,8 +58,15 @@ def model_spec(name: str) -> dict[str, Any]:
         llm = {"vocab_size": 32000, "hidden_size": 768, "intermediate_size": 2048, "num_hidden_layers": 10,
                "num_attention_heads": 12, "num_key_value_heads": 4}
         image_size, width, head_hidden = 112, (384, 768), 512
+    elif name == "quickstart":  # configs/quickstart.yaml's model, with this dataset's state/action widths
+        import yaml
+
+        spec = yaml.safe_load((Path(__file__).resolve().parents[1] / "configs/quickstart.yaml").read_text())["model"]
+        spec["vla_head"].update(state_dim=STATE_DIM, action_dim=ACTION_DIM, chunk_size=CHUNK)
+        spec["processor"].update(max_state_dim=STATE_DIM, max_action_dim=ACTION_DIM, chunk_size=CHUNK)
+        return spec
     else:
-        raise SystemExit(f"unknown model {name!r}: use tiny or 100m")
+        raise SystemExit(f"unknown model {name!r}: use tiny, quickstart or 100m")
     vision["vision_use_head"] = False  # the VLA reads patch features; SigLIP's pooling head would be dead weight
     return {
         "type": "LlavaVLA",
@@ -151,12 +161,11 @@ def worker_engine(config_path: Path, result_path: Path, threads: int) -> None:
 
 def worker_reference(config_path: Path, result_path: Path, threads: int) -> None:
     """The plain loop: same model, data, processor, batch size and gradient clipping; no engine."""
-    import contextlib
-
     import torch
 
     from vla_core.config.run import validate_run_config
     from vla_core.models.build import build_component, build_vla
+    from vla_core.precision import resolve_precision
 
     torch.set_num_threads(threads)
     config = validate_run_config(json.loads(config_path.read_text()))
@@ -175,8 +184,7 @@ def worker_reference(config_path: Path, result_path: Path, threads: int) -> None
     loader = torch.utils.data.DataLoader(Processed(), batch_size=config.train.batch_size, shuffle=True,
                                          drop_last=True, collate_fn=processor.collate)
     optimizer = torch.optim.AdamW(vla.parameters(), lr=config.train.lr)
-    autocast = (torch.autocast("cpu", dtype=torch.bfloat16) if config.train.precision == "bf16"
-                else contextlib.nullcontext())
+    autocast = resolve_precision(config.train.precision, "cpu").autocast()
     times, cpu_times, batches = [], [], iter(loader)
     vla.train()
     for _ in range(config.train.steps):
@@ -245,11 +253,14 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=4, help="first steps left out of the median")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--threads", type=int, default=1, help="intra-op threads per process")
+    parser.add_argument("--processes", default="1,2", help="engine runs on these numbers of processes")
     parser.add_argument("--json", type=Path, default=None, help="also write the rows here")
     args = parser.parse_args()
 
     from vla_core.models.build import build_vla
+    from vla_core.precision import describe_cpu, resolve_precision
 
+    print(f"CPU: {describe_cpu()}; {resolve_precision('auto', 'cpu').describe()}", flush=True)
     rows = []
     with tempfile.TemporaryDirectory(prefix="vla-bench-") as tmp:
         workdir = Path(tmp)
@@ -262,7 +273,7 @@ def main() -> None:
             for precision in args.precisions.split(","):
                 config = run_config(model, dataset, workdir, precision, args.steps, args.batch_size)
                 reference = measure("reference", dict(config), workdir, 1, args.threads, args.warmup)
-                for nproc in (1, 2):
+                for nproc in [int(n) for n in args.processes.split(",")]:
                     engine = measure("engine", dict(config), workdir, nproc, args.threads, args.warmup)
                     rows.append({
                         "model": model, "params_m": params / 1e6, "precision": precision, "processes": nproc,
