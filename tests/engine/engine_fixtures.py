@@ -223,7 +223,10 @@ def tiny_model_spec(llm_layers: int = 2, hidden: int = 32) -> dict[str, Any]:
 
 def run_config(output_dir: str | Path, data: dict[str, Any] | None = None, **train: Any) -> dict[str, Any]:
     """A raw run config for the tiny model on the synthetic dataset."""
-    settings = {"steps": 4, "batch_size": 4, "lr": 1e-3, "save_every": 2, "log_every": 1, "seed": 0}
+    # fp32 whatever the CPU: these tests compare losses and weights to 1e-6 across runs
+    # (precision auto would pick bf16 on AMX machines); tests/core/test_precision.py covers auto.
+    settings = {"steps": 4, "batch_size": 4, "lr": 1e-3, "save_every": 2, "log_every": 1, "seed": 0,
+                "precision": "fp32"}
     settings.update(train)
     return {
         "model": tiny_model_spec(),

@@ -12,6 +12,7 @@ from engine_fixtures import CAMERA, lerobot_run_config
 
 from vla_core.cli.train import torchrun_command
 from vla_core.engine.metrics import read_metrics
+from vla_core.precision import resolve_precision
 
 
 def test_train_resume_predict_export(lerobot_root, tmp_path, vla_main):
@@ -20,6 +21,9 @@ def test_train_resume_predict_export(lerobot_root, tmp_path, vla_main):
     code, _, err = vla_main("train", str(config_path), "--set", "train.steps=2")
     assert code == 0, err
     assert "done: step 2" in err and [r["step"] for r in read_metrics(tmp_path / "out")] == [1, 2]
+    # the header: what the run is, before the first step
+    assert "parameters" in err and "trainable" in err and "precision fp32" in err
+    assert "frames in 4 episodes" in err and f"output {tmp_path / 'out'}" in err
 
     code, _, err = vla_main("train", str(config_path), "--resume", "auto", "--set", "train.steps=3")
     assert code == 0, err
@@ -32,6 +36,14 @@ def test_train_resume_predict_export(lerobot_root, tmp_path, vla_main):
     record = json.loads(out)
     assert record["shape"] == [4, 2] and np.isfinite(record["actions"]).all()
     assert np.asarray(record["dataset_actions"]).shape == (4, 2)
+    assert f"precision {resolve_precision('auto', 'cpu').resolved} (auto: " in err  # the choice is printed
+    # the run directory stands for its latest checkpoint, as in `vla eval`
+    code, out_run, err = vla_main("predict", str(tmp_path / "out"), "--dataset", str(lerobot_root), "--index", "3",
+                                  "--json", "--precision", "fp32")
+    assert code == 0, err
+    assert json.loads(out_run)["actions"] == record["actions"] and json.loads(out_run)["checkpoint"] == str(checkpoint)
+    code, _, err = vla_main("predict", str(tmp_path / "out"), "--dataset", str(lerobot_root), "--precision", "fp16")
+    assert code == 2 and "auto, fp32, bf16" in err
 
     from PIL import Image
 

@@ -34,6 +34,7 @@ def test_run_layout_metrics_checkpoints_and_policy(lerobot_root, tmp_path):
     config = json.loads((checkpoint / "config.json").read_text())
     assert config["format"] == "vla" and config["training_step"] == 6
     assert config["train"]["steps"] == 6 and config["data"]["type"] == "LeRobotDataset"
+    assert config["precision"]["requested"] == "fp32" and config["precision"]["resolved"] == "fp32"
     assert (checkpoint / "dataset_statistics.json").is_file() and (checkpoint / "processor").is_dir()
 
     vla = vla_core.load_pretrained(checkpoint)
@@ -44,7 +45,7 @@ def test_run_layout_metrics_checkpoints_and_policy(lerobot_root, tmp_path):
     from vla_core.data.lerobot_dataset import LeRobotDataset
 
     observation = LeRobotDataset(str(lerobot_root), chunk_size=4)[3]
-    policy = Policy.from_pretrained(checkpoint)
+    policy = Policy.from_pretrained(checkpoint, precision="fp32")
     actions = policy.act(observation)
     assert actions.shape == (4, 2) and actions.dtype == np.float32  # (T, action_dim): padding dims dropped
     normalised = vla.predict_action(**policy.model_inputs([observation]))
@@ -90,6 +91,21 @@ def test_gradient_checkpointing_and_bf16(synthetic, tmp_path):
     assert all(p.dtype == torch.float32 for p in bf16_trainer.model.parameters())  # fp32 master weights
     bf16 = read_metrics(tmp_path / "bf16")
     assert bf16[0]["loss"] == pytest.approx(plain[0]["loss"], abs=0.05) and bf16[0]["loss"] != plain[0]["loss"]
+
+
+def test_auto_precision_is_resolved_printed_and_recorded(synthetic, tmp_path, monkeypatch):
+    # A CPU whose torch cpuinfo reports AMX: auto trains under bf16 autocast and says why.
+    from vla_core import precision
+
+    monkeypatch.setattr(precision, "cpu_capability", lambda: {"cpu_name": "Test Xeon", "architecture": "x86_64",
+                                                              "amx_bf16": True})
+    trainer, result = train(run_config(tmp_path, steps=2, save_every=2, precision="auto", warmup_steps=5))
+    assert trainer.precision.resolved == "bf16"
+    header = "\n".join(trainer.header_lines())
+    assert "precision bf16 (auto: Test Xeon has AMX_BF16)" in header
+    assert "warmup_steps (5) is not shorter than train.steps (2)" in header
+    recorded = json.loads((result.last_checkpoint / "config.json").read_text())["precision"]
+    assert recorded == {"requested": "auto", "resolved": "bf16", "device": "cpu", "reason": "Test Xeon has AMX_BF16"}
 
 
 def test_processor_randomness_is_seeded_and_independent_of_workers(synthetic, tmp_path):
