@@ -46,7 +46,7 @@ def get_plugin_manager() -> pluggy.PluginManager:
                 raise
             reason = f"{type(exc).__name__}: {exc}"
             broken_hook_plugins.append((ep.name, package, reason))
-            logger.warning("Error importing vla.plugins entry '%s' from package '%s': %s", ep.name, package, reason)
+            logger.warning("Could not import vla.plugins entry '%s' from package '%s': %s", ep.name, package, reason)
             continue
         manager.register(module, name=ep.name)
     _manager = manager

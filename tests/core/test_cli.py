@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -44,7 +45,7 @@ BAD_INPUTS = {
     "missing value": (GOOD.replace("action_dim: 3, ", ""), "model.vla_head.action_dim: missing required value"),
     "duplicate": (GOOD, "is registered by more than one package"),
     "broken plugin": (GOOD.replace("type: MLPActionHead", "type: BrokenHead"),
-                      "Error importing vla.heads entry 'BrokenHead' from package 'vla-broken'"),
+                      "Could not import vla.heads entry 'BrokenHead' from package 'vla-broken'"),
 }
 
 
@@ -63,6 +64,7 @@ def test_bad_input_is_one_clear_message_and_exit_code_2(case, tmp_path, vla_main
     assert code == 2, err
     assert "Traceback" not in err
     assert err.startswith("Error: ")
+    assert len(re.findall(r"\bError\b", err)) == 1, err  # said once, by the CLI, not again by the message
     assert expected in err, err
 
 
@@ -93,7 +95,7 @@ def test_list_components_json_and_check(vla_main):
 
 def test_info_shows_parameters_and_package(vla_main):
     _, out, _ = vla_main("info", "MLPActionHead", "--json")
-    info = json.loads(out)[0]
+    info = json.loads(out)  # one object, not a list of one
     assert info["package"] == "vla-core" and info["kind"] == "heads"
     chunk = next(p for p in info["parameters"] if p["name"] == "chunk_size")
     assert chunk == {"name": "chunk_size", "type": "int", "default": "required",
