@@ -4,6 +4,12 @@ Each command group is a module of this package that defines `register(app)`; the
 modules import only typer at module level (heavy imports happen inside the command
 functions), so `vla --help` and `vla list-components` start fast and never import torch.
 Plugins add commands through the `vla_add_commands` hook.
+
+Registration is lazy: a core command registers only its own module and skips the plugin
+manager; `vla --help`, a bare `vla` and any other name register every module and every
+plugin's commands. `vla list-components` does not even import typer when its arguments
+are ones the listing parses itself (typer builds pydantic adapters for every option,
+which alone takes longer than reading the entry points).
 """
 
 from __future__ import annotations
@@ -11,72 +17,123 @@ from __future__ import annotations
 import os
 import sys
 from importlib import import_module
-
-import typer
+from typing import Any
 
 from vla_core.errors import VLAError
 
-#: Modules of vla_core.cli that register commands, in help order.
-COMMAND_MODULES: tuple[str, ...] = (
-    "components",
-    "config_cmd",
-    "build",
-    "train",
-    "predict",
-    "export",
-    "serve",
-    "data",
-    "eval",
-)
+#: Command name -> the module of vla_core.cli that registers it, in help order.
+COMMANDS: dict[str, str] = {
+    "list-components": "components",
+    "info": "components",
+    "config": "config_cmd",
+    "build": "build",
+    "train": "train",
+    "predict": "predict",
+    "export": "export",
+    "serve": "serve",
+    "data": "data",
+    "eval": "eval",
+}
 
-app = typer.Typer(
-    name="vla",
-    help="Compose, train, evaluate and serve Vision-Language-Action robot policies.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    rich_markup_mode=None,
-)
+#: Modules of vla_core.cli that register commands, in help order.
+COMMAND_MODULES: tuple[str, ...] = tuple(dict.fromkeys(COMMANDS.values()))
+
+#: Options of the root command that take no value (so the command name follows them).
+_ROOT_FLAGS = ("--debug", "--version", "--help")
+
+_app: Any = None
+_registered: set[str] = set()
+_plugins_added = False
 
 
 def _version_callback(value: bool) -> None:
     if value:
+        import typer
+
         from vla_core import __version__
 
         typer.echo(f"vla {__version__}")
         raise typer.Exit()
 
 
-@app.callback()
-def _root(
-    version: bool = typer.Option(False, "--version", help="Print the version and exit.", callback=_version_callback,
-                                 is_eager=True),
-    debug: bool = typer.Option(False, "--debug", help="Show tracebacks of errors."),
-) -> None:
-    """Global options."""
-    if debug:
-        os.environ["VLA_DEBUG"] = "1"
+def _make_app() -> Any:
+    import typer
+
+    app = typer.Typer(
+        name="vla",
+        help="Compose, train, evaluate and serve Vision-Language-Action robot policies.",
+        no_args_is_help=True,
+        add_completion=False,
+        pretty_exceptions_enable=False,
+        rich_markup_mode=None,
+    )
+
+    @app.callback()
+    def _root(
+        version: bool = typer.Option(
+            False, "--version", help="Print the version and exit.", callback=_version_callback, is_eager=True
+        ),
+        debug: bool = typer.Option(False, "--debug", help="Show tracebacks of errors."),
+    ) -> None:
+        """Global options."""
+        if debug:
+            os.environ["VLA_DEBUG"] = "1"
+
+    return app
 
 
-_commands_added = False
+def __getattr__(name: str) -> Any:
+    # `vla_core.cli.app` is the typer app, created on first use so that importing this
+    # package (the console script does) does not import typer.
+    global _app
+    if name == "app":
+        if _app is None:
+            _app = _make_app()
+        return _app
+    raise AttributeError(f"module 'vla_core.cli' has no attribute {name!r}")
 
 
-def _setup() -> None:
-    global _commands_added
-    if _commands_added:
+def _register(module: str) -> None:
+    if module not in _registered:
+        _registered.add(module)
+        import_module(f"vla_core.cli.{module}").register(__getattr__("app"))
+
+
+def _setup(args: list[str] | None = None) -> None:
+    """Register what `args` needs: the one module of a core command, else everything
+    (every core module, then the plugins' commands through `vla_add_commands`)."""
+    global _plugins_added
+    command = _command_name(args or [])
+    if command in COMMANDS:
+        _register(COMMANDS[command])
         return
-    _commands_added = True
-    for name in COMMAND_MODULES:
-        import_module(f"vla_core.cli.{name}").register(app)
-    from vla_core.plugin_manager import get_plugin_manager
+    for module in COMMAND_MODULES:
+        _register(module)
+    if not _plugins_added:
+        _plugins_added = True
+        from vla_core.plugin_manager import get_plugin_manager
 
-    get_plugin_manager().hook.vla_add_commands(app=app)
+        get_plugin_manager().hook.vla_add_commands(app=__getattr__("app"))
+
+
+def _command_name(args: list[str]) -> str | None:
+    """The first argument after the root flags, or None (help or an unknown option)."""
+    for arg in args:
+        if arg in _ROOT_FLAGS:
+            if arg == "--help":
+                return None
+            continue
+        return None if arg.startswith("-") else arg
+    return None
 
 
 def print_error(exc: BaseException) -> None:
     """A user error: one paragraph on stderr, no traceback (unless --debug)."""
     message = str(exc).strip()
-    typer.echo(f"Error: {message}", err=True)
+    # Messages built elsewhere may start with their own "Error:"; say it once.
+    if message[:6].lower() == "error:":
+        message = message[6:].lstrip()
+    print(f"Error: {message}", file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -84,8 +141,14 @@ def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args or os.environ.get("VLA_DEBUG") == "1"
     try:
-        _setup()
-        app(args=args, prog_name="vla")
+        if _command_name(args) == "list-components":
+            from vla_core.cli.listing import list_components_fast
+
+            command_args = args[args.index("list-components") + 1 :]
+            if list_components_fast(command_args):
+                return
+        _setup(args)
+        __getattr__("app")(args=args, prog_name="vla")
     except VLAError as exc:
         if debug:
             raise

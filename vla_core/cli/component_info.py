@@ -7,7 +7,7 @@ import inspect
 from typing import Any
 
 from vla_core import registry
-from vla_core.errors import ComponentNotFoundError
+from vla_core.errors import ComponentNotFoundError, DuplicateComponentError
 
 
 def _capabilities(cls: Any) -> dict[str, Any]:
@@ -53,3 +53,22 @@ def describe_component(name: str, kind: str | None = None) -> list[dict[str, Any
             }
         )
     return infos
+
+
+def describe_one(name: str, kind: str | None = None) -> dict[str, Any]:
+    """`describe_component` for exactly one component (what `vla info NAME --json` prints).
+
+    A name registered in several kinds or by several packages is an error that lists them
+    and says how to pick one, so a script always gets the same shape: one object.
+    """
+    infos = describe_component(name, kind)
+    if len(infos) == 1:
+        return infos[0]
+    matches = ", ".join(f"{i['name']} ({i['kind']}, package {i['package']})" for i in infos)
+    kinds = sorted({i["kind"] for i in infos})
+    how = (
+        f"add --kind {kinds[0]} (or another of {', '.join(kinds)})"
+        if len(kinds) > 1
+        else f"name the package, e.g. {infos[0]['package']}:{infos[0]['name']}"
+    )
+    raise DuplicateComponentError(f"'{name}' names {len(infos)} components: {matches}. To describe one, {how}.")
