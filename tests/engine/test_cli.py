@@ -39,7 +39,7 @@ def test_train_resume_predict_export(lerobot_root, tmp_path, vla_main):
     assert f"precision {resolve_precision('auto', 'cpu').resolved} (auto: " in err  # the choice is printed
     # the run directory stands for its latest checkpoint, as in `vla eval`
     code, out_run, err = vla_main("predict", str(tmp_path / "out"), "--dataset", str(lerobot_root), "--index", "3",
-                                  "--json", "--precision", "fp32")
+                                  "--json")
     assert code == 0, err
     assert json.loads(out_run)["actions"] == record["actions"] and json.loads(out_run)["checkpoint"] == str(checkpoint)
     code, _, err = vla_main("predict", str(tmp_path / "out"), "--dataset", str(lerobot_root), "--precision", "fp16")
