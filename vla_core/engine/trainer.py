@@ -186,6 +186,9 @@ class Trainer:
         main = self.context.is_main
         metrics_file = JsonlMetrics(self.output_dir, self.step if self.resumed_from else None) if main else None
         progress = ProgressDisplay(train.steps, self.step, train.log_every, self.console) if main else None
+        if progress is not None:
+            for skipped, why in self.checkpoints.skipped:  # --resume auto passed over damaged checkpoints
+                progress.print(f"skipped {skipped}: {why}")
         if progress is not None and self.resumed_from is not None:
             progress.print(f"resumed from {self.resumed_from} at step {self.step}")
         self._call("on_train_start", self)
@@ -354,9 +357,9 @@ class Trainer:
         target = self.checkpoints.path(self.step)
 
         def write() -> None:
-            from vla_core.atomic import atomic_directory
+            from vla_core.checksums import checkpoint_directory
 
-            with atomic_directory(target) as tmp:
+            with checkpoint_directory(target) as tmp:
                 self._write_model(tmp, model_state)
                 self.processor.save_pretrained(tmp)
                 write_trainer_state(tmp, state, optimizer_state, self.scheduler.state_dict(), rng_states)
