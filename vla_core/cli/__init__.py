@@ -91,7 +91,7 @@ def error_message(exc: BaseException) -> tuple[str, int]:
                               "there."), code
     detail = str(exc).strip() or "(no message)"
     return _one_paragraph(
-        f"unexpected {type(exc).__name__}: {detail}. This is a bug in vla or in a plugin, not in your input; run "
+        f"unexpected {type(exc).__name__} ({detail}). This is a bug in vla or in a plugin, not in your input; run "
         "again with --debug (or VLA_DEBUG=1) to see the traceback, and report it."
     ), 1
 

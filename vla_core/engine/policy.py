@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from vla_core.devices import resolve_device
 from vla_core.errors import CheckpointError
 
 TRAINING_ONLY_KEYS = ("actions", "action_masks")
@@ -33,7 +34,7 @@ class Policy:
     """
 
     def __init__(self, vla: nn.Module, processor: Any, device: str | torch.device = "cpu") -> None:
-        self.device = torch.device(device)
+        self.device = resolve_device(device)
         self.vla = vla.to(self.device).eval()
         self.processor = processor
 
@@ -44,6 +45,7 @@ class Policy:
         """Load a checkpoint written by `vla train` (or `vla export`) with its processor."""
         from vla_core.models.pretrained import load_pretrained
 
+        resolve_device(device)  # a missing GPU is said before the model is read
         vla = load_pretrained(checkpoint, use_inference_model=use_inference_model)
         processor = getattr(vla, "processor", None)  # the one saved with the checkpoint
         if processor is None:
