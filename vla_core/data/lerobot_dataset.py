@@ -226,7 +226,8 @@ class LeRobotDataset(torch.utils.data.Dataset):
             path, start = self.episodes[ordinal].videos[key]
             time = start + float(self._columns["timestamp"][i])
             frame = int(self._columns["frame_index"][i])
-            where = f"camera '{key}', episode {self.episodes[ordinal].index}, frame {frame} (t={time:.3f}s in the video)"
+            episode = self.episodes[ordinal].index
+            where = f"camera '{key}', episode {episode}, frame {frame} (t={time:.3f}s in the video)"
             return self._videos.frames(path, [time], where=where)[0]
         file_id, row = int(self._columns["_file"][i]), int(self._columns["_row"][i])
         column = self._image_column(file_id, key)
