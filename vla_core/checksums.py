@@ -5,8 +5,9 @@ directory (so it is part of the same rename)::
 
     {"algorithm": "sha256", "files": {"model.safetensors": "9f2c...", "trainer_state/optimizer.pt": "..."}}
 
-Loading hashes each file it is about to read in a stream (hashlib, 256 KiB chunks; about
-0.1 s per 100 MB on one core) and names every file whose bytes changed. Flipped bits
+Loading hashes each file it is about to read in a stream (hashlib.file_digest, never the
+whole file in memory; sha256 runs at 350-450 MB/s on one core with SHA extensions, about
+0.3 s per 100 MB, faster than blake2b or md5 there) and names every file whose bytes changed. Flipped bits
 inside a safetensors tensor or a `.pt` file leave a readable file with wrong numbers, so
 only a hash catches them. Checkpoints written before checksums existed load as before;
 that they cannot be verified is said once per directory.
