@@ -9,9 +9,11 @@
         optimizer.pt                   full (unsharded) AdamW state keyed by parameter name
         scheduler.pt                   LambdaLR state
         rng-rank<R>.pt                 torch / CUDA / numpy / python RNG of each rank
+      checksums.json                   sha256 of every file above (vla_core.checksums)
 
 Each directory is written into a temporary sibling and renamed (`atomic_directory`), so
-a crash or a full disk leaves the previous checkpoints untouched. `.pt` files hold only
+a crash or a full disk leaves the previous checkpoints untouched; `--resume auto` skips a
+checkpoint whose files no longer match their checksums. `.pt` files hold only
 tensors and plain Python values and are read with `torch.load(weights_only=True)`.
 """
 
