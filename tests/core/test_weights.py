@@ -160,3 +160,23 @@ def test_tensors_that_share_storage_without_being_aliases_are_saved_each(tmp_pat
     assert set(loaded) == {"qkv", "q", "kv"}  # the exact alias is stored once
     for name in loaded:
         assert torch.equal(loaded[name], state[name]), name
+
+
+def test_failed_writes_from_any_library_name_the_file_and_bugs_pass_through(tmp_path):
+    from safetensors import SafetensorError
+
+    from vla_core.atomic import io_failure
+    from vla_core.errors import CheckpointWriteError
+
+    denied = io_failure(SafetensorError("Error while serializing: IoError(Os { code: 13 ... Permission denied"), "a")
+    assert (denied.errno, denied.filename) == (errno.EACCES, "a")
+    assert io_failure(RuntimeError("PytorchStreamWriter failed writing file data/0: file write failed"), "b").errno \
+        in (errno.EIO, errno.ENOSPC)
+    assert io_failure(KeyError("not a write failure"), "c") is None
+
+    with pytest.raises(CheckpointWriteError, match=r"writing '.*out' failed at '.*out/x\.pt': Permission denied"):
+        with atomic_directory(tmp_path / "out") as tmp:
+            raise PermissionError(errno.EACCES, "Permission denied", str(tmp / "x.pt"))
+    with pytest.raises(KeyError), atomic_directory(tmp_path / "out"):
+        raise KeyError("a bug is not a disk problem")
+    assert list(tmp_path.iterdir()) == []

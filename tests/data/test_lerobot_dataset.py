@@ -257,7 +257,7 @@ def test_missing_data_or_video_file(tmp_path, v30_video_root):
     copy = tmp_path / "ds"
     shutil.copytree(v30_video_root, copy)
     (copy / "videos/observation.images.top/chunk-000/file-000.mp4").unlink()
-    with pytest.raises(DataError, match=r"episode 0, frame 0: video file .* is missing"):  # checked when opened
+    with pytest.raises(DataError, match=r"episode 0, frame 0 .*: video file .* is missing"):  # checked when opened
         LeRobotDataset(str(copy))
     (copy / "data/chunk-000/file-000.parquet").unlink()
     with pytest.raises(DataError, match=r"data file .* is missing"):
