@@ -174,9 +174,9 @@ def test_failed_writes_from_any_library_name_the_file_and_bugs_pass_through(tmp_
         in (errno.EIO, errno.ENOSPC)
     assert io_failure(KeyError("not a write failure"), "c") is None
 
-    with pytest.raises(CheckpointWriteError, match=r"writing '.*out' failed at '.*out/x\.pt': Permission denied"):
-        with atomic_directory(tmp_path / "out") as tmp:
-            raise PermissionError(errno.EACCES, "Permission denied", str(tmp / "x.pt"))
+    denied_write = r"writing '.*out' failed at '.*out/x\.pt': Permission denied"
+    with pytest.raises(CheckpointWriteError, match=denied_write), atomic_directory(tmp_path / "out") as tmp:
+        raise PermissionError(errno.EACCES, "Permission denied", str(tmp / "x.pt"))
     with pytest.raises(KeyError), atomic_directory(tmp_path / "out"):
         raise KeyError("a bug is not a disk problem")
     assert list(tmp_path.iterdir()) == []
