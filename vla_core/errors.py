@@ -1,9 +1,11 @@
 """User-facing errors.
 
-Every error a user can cause (a bad config, a missing plugin, a corrupt checkpoint, a
-dataset that is not what the config says) is a `VLAError`: its message is one short
-paragraph that names what was wrong and how to fix it. The CLI prints it without a
-traceback and exits with code 2 (`--debug` shows the traceback).
+Every error a user can cause or meet (a bad config, a missing plugin, a corrupt
+checkpoint, a dataset that is not what the config says, a full disk, a missing GPU) is a
+`VLAError`: its message is one short paragraph that names the file or flag, what was
+wrong and how to fix it. The CLI prints it without a traceback (`--debug` or
+`VLA_DEBUG=1` shows it) and exits with the error's `exit_code`: 2 for bad input, 1 for
+an environment that cannot do what was asked (`ResourceError`).
 """
 
 from __future__ import annotations
@@ -11,6 +13,16 @@ from __future__ import annotations
 
 class VLAError(Exception):
     """Base class of errors whose message is meant for the user, not a developer."""
+
+    #: Exit status of the CLI: 2 = the input (config, flag, file) is wrong.
+    exit_code: int = 2
+
+
+class ResourceError(VLAError):
+    """The input is fine but the machine cannot do it: disk full, permission denied, no GPU,
+    a port already in use. Retrying elsewhere (or after freeing the resource) can work."""
+
+    exit_code = 1
 
 
 class ConfigError(VLAError):
@@ -35,6 +47,10 @@ class PluginImportError(VLAError):
 
 class CheckpointError(VLAError):
     """A checkpoint is missing, corrupt, or does not match the model."""
+
+
+class CheckpointWriteError(CheckpointError, ResourceError):
+    """Writing a checkpoint failed (disk full, permission denied); nothing earlier was changed."""
 
 
 class DataError(VLAError):

@@ -40,6 +40,9 @@ def test_truncated_or_corrupt_weights_name_the_file(tiny_vla, tmp_path):
     path = tmp_path / "ckpt" / "model.safetensors"
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match=r"model\.safetensors' is damaged"):
+        vla_core.load_pretrained(tmp_path / "ckpt")
+    (tmp_path / "ckpt" / "checksums.json").unlink()  # as written before checksums: the reader still notices
     with pytest.raises(CheckpointError, match=r"model\.safetensors.*truncated or corrupt"):
         vla_core.load_pretrained(tmp_path / "ckpt")
     path.write_bytes(b"\x00" * 64)
@@ -157,3 +160,23 @@ def test_tensors_that_share_storage_without_being_aliases_are_saved_each(tmp_pat
     assert set(loaded) == {"qkv", "q", "kv"}  # the exact alias is stored once
     for name in loaded:
         assert torch.equal(loaded[name], state[name]), name
+
+
+def test_failed_writes_from_any_library_name_the_file_and_bugs_pass_through(tmp_path):
+    from safetensors import SafetensorError
+
+    from vla_core.atomic import io_failure
+    from vla_core.errors import CheckpointWriteError
+
+    denied = io_failure(SafetensorError("Error while serializing: IoError(Os { code: 13 ... Permission denied"), "a")
+    assert (denied.errno, denied.filename) == (errno.EACCES, "a")
+    assert io_failure(RuntimeError("PytorchStreamWriter failed writing file data/0: file write failed"), "b").errno \
+        in (errno.EIO, errno.ENOSPC)
+    assert io_failure(KeyError("not a write failure"), "c") is None
+
+    denied_write = r"writing '.*out' failed at '.*out/x\.pt': Permission denied"
+    with pytest.raises(CheckpointWriteError, match=denied_write), atomic_directory(tmp_path / "out") as tmp:
+        raise PermissionError(errno.EACCES, "Permission denied", str(tmp / "x.pt"))
+    with pytest.raises(KeyError), atomic_directory(tmp_path / "out"):
+        raise KeyError("a bug is not a disk problem")
+    assert list(tmp_path.iterdir()) == []

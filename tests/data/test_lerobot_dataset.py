@@ -257,9 +257,8 @@ def test_missing_data_or_video_file(tmp_path, v30_video_root):
     copy = tmp_path / "ds"
     shutil.copytree(v30_video_root, copy)
     (copy / "videos/observation.images.top/chunk-000/file-000.mp4").unlink()
-    ds = LeRobotDataset(str(copy))
-    with pytest.raises(DataError, match=r"video file .* is missing"):
-        ds[0]
+    with pytest.raises(DataError, match=r"episode 0, frame 0 .*: video file .* is missing"):  # checked when opened
+        LeRobotDataset(str(copy))
     (copy / "data/chunk-000/file-000.parquet").unlink()
     with pytest.raises(DataError, match=r"data file .* is missing"):
         LeRobotDataset(str(copy))

@@ -1,18 +1,22 @@
 """Exact resume: a run killed with SIGKILL between checkpoints and resumed ends with the
-same weights, bit for bit, as a run that was never interrupted."""
+same weights, bit for bit, as a run that was never interrupted; the optimizer state after
+a resume is the saved one, no more (checked both ways)."""
 
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import subprocess
 import time
 
 import torch
 from engine_fixtures import lerobot_run_config, script_command, script_env, train, write_config
+from torch import nn
 
 from vla_core.engine.checkpoint import STATE_DIR, load_pt
 from vla_core.engine.metrics import read_metrics
+from vla_core.models.mlp_action_head import MLPActionHead
 from vla_core.models.weights import load_state_dict
 
 
@@ -83,3 +87,67 @@ def test_sigkill_between_checkpoints_then_resume_is_exact(lerobot_root, tmp_path
     records = read_metrics(killed_dir)
     assert [r["step"] for r in records] == list(range(1, 13))
     assert [r["loss"] for r in records] == [r["loss"] for r in read_metrics(reference_dir)]
+
+
+class LateBiasHead(MLPActionHead):
+    """An MLPActionHead with a bias that joins the prediction only once `late_active` is set,
+    so it first receives a gradient at a chosen step."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.late_bias = nn.Parameter(torch.zeros(self.action_dim))
+        self.late_active = False
+
+    def _predict(self, input_features, states, attention_mask):
+        pred = super()._predict(input_features, states, attention_mask)
+        return pred + self.late_bias if self.late_active else pred
+
+
+class ActivateLateBias:
+    """Callback: the late bias is used from step `first_step` on (in a straight and a resumed run alike)."""
+
+    def __init__(self, first_step: int) -> None:
+        self.first_step = first_step
+
+    def on_train_start(self, trainer) -> None:
+        trainer.vla.vla_head.late_active = trainer.step + 1 >= self.first_step
+
+    def on_step_end(self, trainer, step, metrics) -> None:
+        trainer.vla.vla_head.late_active = step + 1 >= self.first_step
+
+
+def _optimizer_state(checkpoint):
+    return load_pt(checkpoint / STATE_DIR / "optimizer.pt")["state"]
+
+
+def test_resume_restores_exactly_the_saved_optimizer_state(synthetic, register_component, tmp_path):
+    """Resumed at step 4, a parameter that first gets a gradient at step 6 follows the straight
+    run, and parameters that never get one (the vision pooling head) have no AdamW state."""
+    register_component("heads", "LateBiasHead", LateBiasHead)
+
+    def config(output_dir):
+        raw = synthetic.run_config(output_dir, steps=8, save_every=4, keep_last=5, weight_decay=0.01,
+                                   schedule="constant")
+        raw["model"]["vla_head"]["type"] = "LateBiasHead"
+        return raw
+
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    train(config(straight), callbacks=[ActivateLateBias(6)])
+    shutil.copytree(straight / "checkpoints/step-4", resumed / "checkpoints/step-4")
+    trainer, result = train(config(resumed), resume="auto", callbacks=[ActivateLateBias(6)])
+    assert trainer.resumed_from == resumed / "checkpoints/step-4" and result.step == 8
+
+    at_resume = _optimizer_state(straight / "checkpoints/step-4")
+    expected, got = _optimizer_state(straight / "checkpoints/step-8"), _optimizer_state(resumed / "checkpoints/step-8")
+    assert "vla_head.late_bias" not in at_resume and "vla_head.late_bias" in expected
+    never = [name for name in load_state_dict(straight / "checkpoints/step-8") if name not in expected]
+    assert any(name.startswith("vision_backbone.") for name in never)  # parameters with no gradient, ever
+    assert sorted(got) == sorted(expected), (set(got) ^ set(expected))  # both directions
+    for name in expected:
+        assert sorted(got[name]) == sorted(expected[name]), name
+        for key, value in expected[name].items():
+            assert torch.equal(value, got[name][key]), (name, key)
+    weights_straight = load_state_dict(straight / "checkpoints/step-8")
+    weights_resumed = load_state_dict(resumed / "checkpoints/step-8")
+    assert [n for n in weights_straight if not torch.equal(weights_straight[n], weights_resumed[n])] == []
+    assert not torch.equal(weights_straight["vla_head.late_bias"], torch.zeros(3))  # it did train after the resume

@@ -127,17 +127,54 @@ def _command_name(args: list[str]) -> str | None:
     return None
 
 
-def print_error(exc: BaseException) -> None:
-    """A user error: one paragraph on stderr, no traceback (unless --debug)."""
-    message = str(exc).strip()
-    # Messages built elsewhere may start with their own "Error:"; say it once.
-    if message[:6].lower() == "error:":
-        message = message[6:].lstrip()
+def error_message(exc: BaseException) -> tuple[str, int]:
+    """The one place that turns an exception into what the user reads -> (paragraph, exit code).
+
+    A `VLAError` already names the file or flag, what was wrong and what to do, and knows
+    its exit code (2 bad input, 1 environment). An `OSError` that no layer explained
+    (a file that vanished, a permission) names its file; anything else is a bug, said as
+    such. Exit codes: 2 = fix the input, 1 = the machine or the code failed.
+    """
+    if isinstance(exc, VLAError):
+        return _one_paragraph(str(exc)), exc.exit_code
+    if isinstance(exc, OSError):
+        where = f"'{exc.filename}'" if exc.filename else "a file or socket"
+        reason = exc.strerror or str(exc) or type(exc).__name__
+        code = 2 if isinstance(exc, (FileNotFoundError, IsADirectoryError, NotADirectoryError)) else 1
+        return _one_paragraph(f"cannot use {where}: {reason}. Check the path, its permissions and the free space "
+                              "there."), code
+    detail = str(exc).strip() or "(no message)"
+    return _one_paragraph(
+        f"unexpected {type(exc).__name__} ({detail}). This is a bug in vla or in a plugin, not in your input; run "
+        "again with --debug (or VLA_DEBUG=1) to see the traceback, and report it."
+    ), 1
+
+
+def _one_paragraph(message: str) -> str:
+    """Strip any 'Error:' the message already starts with (the CLI adds exactly one) and
+    blank lines (so it stays one paragraph); line breaks inside, e.g. a list of keys, stay."""
+    message = message.strip()
+    while message.lower().startswith("error:"):
+        message = message[len("error:"):].strip()
+    return "\n".join(line for line in message.splitlines() if line.strip())
+
+
+def print_error(exc: BaseException) -> int:
+    """Print an error as one `Error: ...` paragraph on stderr -> its exit code."""
+    message, code = error_message(exc)
     print(f"Error: {message}", file=sys.stderr)
+    return code
+
+
+def _quiet_rank() -> bool:
+    """Under torchrun every rank meets the same user error (they run the same checks; a
+    failure on rank 0 alone is relayed to the others), so only rank 0 prints it."""
+    return os.environ.get("RANK", "0") != "0"
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point of the `vla` console script; user errors exit with code 2."""
+    """Entry point of the `vla` console script: errors become one `Error:` paragraph and
+    exit code 2 (bad input) or 1 (environment, bugs); `--debug` / `VLA_DEBUG=1` re-raise."""
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args or os.environ.get("VLA_DEBUG") == "1"
     try:
@@ -149,8 +186,19 @@ def main(argv: list[str] | None = None) -> None:
                 return
         _setup(args)
         __getattr__("app")(args=args, prog_name="vla")
-    except VLAError as exc:
+    except SystemExit:
+        raise
+    except KeyboardInterrupt:
         if debug:
             raise
-        print_error(exc)
-        sys.exit(2)
+        print("Error: interrupted.", file=sys.stderr)
+        sys.exit(130)
+    except Exception as exc:
+        click = sys.modules.get("click")  # loaded with typer; a click Exit escaping the app is a plain exit
+        if click is not None and isinstance(exc, click.exceptions.Exit):
+            sys.exit(exc.exit_code)
+        if debug:
+            raise
+        if isinstance(exc, VLAError) and _quiet_rank():
+            sys.exit(exc.exit_code)
+        sys.exit(print_error(exc))

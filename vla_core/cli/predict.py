@@ -77,12 +77,14 @@ def predict_cmd(
     import numpy as np
     import torch
 
+    from vla_core.devices import resolve_device
     from vla_core.engine.checkpoint import resolve_checkpoint
     from vla_core.engine.policy import Policy
     from vla_core.models.pretrained import read_checkpoint_config
 
+    resolve_device(device)  # a missing GPU or a wrong path fails before anything is read
     checkpoint = resolve_checkpoint(checkpoint)
-    read_checkpoint_config(checkpoint)  # a wrong path fails before anything is read
+    read_checkpoint_config(checkpoint)
     if dataset is not None:
         observation = observation_from_dataset(checkpoint, dataset, index)
         if instruction is not None:

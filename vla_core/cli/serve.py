@@ -21,15 +21,22 @@ def serve_cmd(
     """Serve `Policy.act` at http://HOST:PORT/act (see vla_core.serving.client.PolicyClient)."""
     from rich.console import Console
 
+    from vla_core.bind import bind_error, check_bind_address
+    from vla_core.devices import resolve_device
     from vla_core.engine.policy import Policy
     from vla_core.serving.metadata import policy_metadata
     from vla_core.serving.server import PolicyServer
 
+    check_bind_address(host, port)  # flags first: a bad one fails before the model is loaded
+    resolve_device(device)
     console = Console(stderr=True)
     with console.status(f"loading {checkpoint}"):
         policy = Policy.from_pretrained(checkpoint, device=device, precision=precision)
     report_precision(policy.precision, console)
-    server = PolicyServer(policy, host=host, port=port, metadata=policy_metadata(policy, checkpoint))
+    try:
+        server = PolicyServer(policy, host=host, port=port, metadata=policy_metadata(policy, checkpoint))
+    except OSError as exc:  # taken while the model loaded
+        raise bind_error(exc, host, port) from None
     if host not in ("127.0.0.1", "localhost", "::1"):
         console.print(f"[yellow]warning:[/] serving on {host}: anyone who can reach this port can drive the robot.")
     console.print(f"serving {checkpoint} at {server.url}  (POST /act, GET /metadata; Ctrl-C stops)")

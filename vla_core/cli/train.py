@@ -57,12 +57,13 @@ def train_cmd(
     if (nproc > 1 or nnodes > 1) and not launched:
         if nnodes > 1 and not master_addr:
             raise ConfigError("multi-node training needs --master-addr (node 0's address) on every node.")
-        import subprocess
+        from vla_core.engine.launch import check_launch, run_torchrun
 
+        check_launch(run_config, nproc, nnodes)  # once, here, rather than once per spawned process
         debug = os.environ.get("VLA_DEBUG") == "1"
         command = torchrun_command(config, overrides, resume, nproc, nnodes, node_rank, master_addr, master_port, debug)
         typer.echo(f"launching {nproc * nnodes} processes: {' '.join(command)}", err=True)
-        raise typer.Exit(subprocess.call(command))
+        raise typer.Exit(run_torchrun(command[3:]))  # command[:3] is `python -m torch.distributed.run`
 
     from rich.console import Console
 

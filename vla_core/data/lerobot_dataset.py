@@ -27,6 +27,7 @@ import torch
 
 from vla_core.data.embodiment import EmbodimentSpec
 from vla_core.data.images import decode_png
+from vla_core.data.lerobot_checks import check_image_shape, check_row_counts, check_vector_width
 from vla_core.data.lerobot_meta import DEFAULT_FEATURES, EpisodeInfo, LeRobotMetadata, read_metadata
 from vla_core.data.video import VideoFrameReader
 from vla_core.errors import DataError
@@ -71,6 +72,7 @@ class LeRobotDataset(torch.utils.data.Dataset):
         self._videos = VideoFrameReader(tolerance_s=tolerance_s, cache_mb=video_cache_mb)
         self._image_columns: OrderedDict[tuple[int, str], Any] = OrderedDict()
         self._stats: dict[str, dict[str, np.ndarray]] | None = None
+        self._check_image_shapes()
 
     # ---- setup ---------------------------------------------------------------------------
     def _select_episodes(self, wanted: list[int] | None) -> list[EpisodeInfo]:
@@ -127,6 +129,8 @@ class LeRobotDataset(torch.utils.data.Dataset):
         files = list(dict.fromkeys(e.data_file for e in self.episodes))
         wanted = np.array([e.index for e in self.episodes])
         parts: dict[str, list[np.ndarray]] = {k: [] for k in [*keys, "_file", "_row"]}
+        vector_keys = {*self.embodiment.state_keys, *self.embodiment.action_keys}
+        rows_per_file: dict[Path, int] = {}
         for file_id, path in enumerate(files):
             if not path.is_file():
                 raise DataError(f"data file '{path}' is missing; the dataset at '{self.root}' is incomplete.")
@@ -138,11 +142,17 @@ class LeRobotDataset(torch.utils.data.Dataset):
                     "meta/info.json."
                 )
             table = pq.read_table(path, columns=keys)
+            rows_per_file[path] = table.num_rows
             rows = np.nonzero(np.isin(table.column("episode_index").to_numpy(), wanted))[0]
             for key in keys:
-                parts[key].append(column_to_numpy(table.column(key))[rows])
+                values = column_to_numpy(table.column(key))
+                if key in vector_keys:
+                    check_vector_width(path, key, values, self.meta.features[key], self.root)
+                parts[key].append(values[rows])
             parts["_file"].append(np.full(len(rows), file_id))
             parts["_row"].append(rows)
+        if len(self.episodes) == len(self.meta.episodes):
+            check_row_counts(self.root, self.meta.info, rows_per_file, len(self.meta.episodes))
         columns = {k: np.concatenate(v) for k, v in parts.items()}
         order = np.lexsort((columns["frame_index"], columns["episode_index"]))
         self._columns = {k: v[order] for k, v in columns.items()}
@@ -152,18 +162,32 @@ class LeRobotDataset(torch.utils.data.Dataset):
         expected = {e.index: e.length for e in self.episodes}
         found = dict(zip(indices.tolist(), counts.tolist(), strict=True))
         if found != expected:
-            bad = {
-                i: (expected.get(i), found.get(i))
-                for i in set(expected) | set(found)
+            data_file = {e.index: e.data_file for e in self.episodes}
+            bad = [
+                f"episode {i}: {expected.get(i)} in meta/, {found.get(i, 0)} rows in '{data_file.get(i, '?')}'"
+                for i in sorted(set(expected) | set(found))
                 if expected.get(i) != found.get(i)
-            }
+            ]
             raise DataError(
-                f"the dataset at '{self.root}' is inconsistent: episode lengths in meta/ vs rows in data/ differ "
-                f"for {{episode: (meta, data)}} = {bad}."
+                f"the dataset at '{self.root}' is inconsistent: episode lengths in its metadata differ from the rows "
+                f"of its data files ({'; '.join(bad[:8])}). Restore the data files, or fix the episode metadata."
             )
         self._starts = starts
         self._ends = starts + counts
         self._episode_ordinal = np.repeat(np.arange(len(indices)), counts)
+
+    def _check_image_shapes(self) -> None:
+        """Decode the first frame of each camera and compare its size with info.json."""
+        if not len(self):
+            return
+        first = self.episodes[0]
+        for key in self.embodiment.cameras or []:
+            image = self._image(key, 0, 0)
+            if self.meta.features[key]["dtype"] == "video":
+                source = f"video '{first.videos[key][0]}'"
+            else:
+                source = f"data file '{self._files[int(self._columns['_file'][0])]}'"
+            check_image_shape(key, image, self.meta.features[key], source, self.root)
 
     # ---- the Dataset protocol ---------------------------------------------------------
     def __len__(self) -> int:
@@ -200,7 +224,11 @@ class LeRobotDataset(torch.utils.data.Dataset):
     def _image(self, key: str, i: int, ordinal: int) -> np.ndarray:
         if self.meta.features[key]["dtype"] == "video":
             path, start = self.episodes[ordinal].videos[key]
-            return self._videos.frames(path, [start + float(self._columns["timestamp"][i])])[0]
+            time = start + float(self._columns["timestamp"][i])
+            frame = int(self._columns["frame_index"][i])
+            episode = self.episodes[ordinal].index
+            where = f"camera '{key}', episode {episode}, frame {frame} (t={time:.3f}s in the video)"
+            return self._videos.frames(path, [time], where=where)[0]
         file_id, row = int(self._columns["_file"][i]), int(self._columns["_row"][i])
         column = self._image_column(file_id, key)
         return decode_png(column[row].as_py(), where=f"{self._files[file_id]} row {row} column '{key}'")

@@ -17,6 +17,7 @@ conversion lerobot's pyav and torchcodec backends use).
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections import OrderedDict
 from collections.abc import Iterator
@@ -108,9 +109,22 @@ class VideoFrameReader:
         self._frames.clear()
         self._cached_bytes = 0
 
-    def frames(self, path: str | Path, timestamps: list[float]) -> list[np.ndarray]:
-        """uint8 (H, W, 3) frames closest to each timestamp (seconds from the file start)."""
+    def frames(self, path: str | Path, timestamps: list[float], where: str = "") -> list[np.ndarray]:
+        """uint8 (H, W, 3) frames closest to each timestamp (seconds from the file start).
+
+        `where` (e.g. "episode 3, frame 12") is added to a DataError about a file that
+        cannot be opened or decoded, which names the file and the time in it."""
         path = Path(path)
+        try:
+            return self._frames_at(path, timestamps)
+        except DataError as exc:
+            if not where:
+                raise
+            raise DataError(f"{where}: {exc}") from None
+
+    def _frames_at(self, path: Path, timestamps: list[float]) -> list[np.ndarray]:
+        import av
+
         video = self._video(path)
         fps = video.fps or 1.0 / float(video.time_base)
         out = []
@@ -120,9 +134,25 @@ class VideoFrameReader:
                 self._frames.move_to_end((path, round(ts * fps)))
                 self.stats["hits"] += 1
                 out.append(cached[1].copy())  # callers may write into their frames
-            else:
+                continue
+            try:
                 out.append(self._decode_until(path, video, ts, fps).copy())
+            except (av.error.FFmpegError, OSError) as exc:
+                # A cut or corrupt file: PyAV raises InvalidDataError (or EOFError/OSError) mid-decode.
+                self._forget(path)
+                raise DataError(
+                    f"video '{path}' cannot be decoded at t={ts:.3f}s ({type(exc).__name__}, {exc}); the file is "
+                    "truncated or corrupt. Re-encode or restore it, or leave out the episodes stored in it "
+                    "(`data.episodes`)."
+                ) from None
         return out
+
+    def _forget(self, path: Path) -> None:
+        """Close a container whose decoder failed, so the next request starts afresh."""
+        video = self._open.pop(path, None)
+        if video is not None:
+            with contextlib.suppress(Exception):
+                video.close()
 
     def _video(self, path: Path) -> _OpenVideo:
         if self._pid != os.getpid():

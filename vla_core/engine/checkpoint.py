@@ -9,9 +9,11 @@
         optimizer.pt                   full (unsharded) AdamW state keyed by parameter name
         scheduler.pt                   LambdaLR state
         rng-rank<R>.pt                 torch / CUDA / numpy / python RNG of each rank
+      checksums.json                   sha256 of every file above (vla_core.checksums)
 
 Each directory is written into a temporary sibling and renamed (`atomic_directory`), so
-a crash or a full disk leaves the previous checkpoints untouched. `.pt` files hold only
+a crash or a full disk leaves the previous checkpoints untouched; `--resume auto` skips a
+checkpoint whose files no longer match their checksums. `.pt` files hold only
 tensors and plain Python values and are read with `torch.load(weights_only=True)`.
 """
 
@@ -28,10 +30,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from vla_core.atomic import writing
+from vla_core.checksums import verify_checksums
 from vla_core.errors import CheckpointError
+from vla_core.models.pretrained import TRAINER_STATE_DIR
 
 CHECKPOINTS_DIR = "checkpoints"
-STATE_DIR = "trainer_state"
+STATE_DIR = TRAINER_STATE_DIR
 STATE_NAME = "state.json"
 OPTIMIZER_NAME = "optimizer.pt"
 SCHEDULER_NAME = "scheduler.pt"
@@ -88,8 +93,10 @@ def load_pt(path: Path) -> Any:
 
 
 def save_pt(obj: Any, path: Path) -> None:
-    """Write a `.pt` file (inside a checkpoint's atomic_directory, which fsyncs it)."""
-    torch.save(obj, path)
+    """Write a `.pt` file (inside a checkpoint's atomic_directory, which fsyncs it); a
+    failed write is an OSError naming `path`."""
+    with writing(path):
+        torch.save(obj, path)
 
 
 def write_trainer_state(
@@ -131,6 +138,8 @@ class CheckpointDirectory:
 
     def __init__(self, output_dir: str | Path) -> None:
         self.root = Path(output_dir) / CHECKPOINTS_DIR
+        #: (checkpoint, why) of damaged checkpoints `resolve_resume("auto")` passed over.
+        self.skipped: list[tuple[Path, str]] = []
 
     def path(self, step: int) -> Path:
         return self.root / f"step-{step}"
@@ -152,11 +161,29 @@ class CheckpointDirectory:
         return complete[-1][1] if complete else None
 
     def resolve_resume(self, resume: str | None) -> Path | None:
-        """`None` -> start fresh; `auto` -> the latest complete checkpoint, if any; a path -> it."""
+        """`None` -> start fresh; `auto` -> the latest complete checkpoint whose files match
+        their checksums (damaged newer ones are recorded in `skipped`); a path -> it, verified.
+
+        When every checkpoint is damaged, `auto` raises rather than silently starting over."""
         if resume is None:
             return None
         if resume == "auto":
-            return self.latest()
+            self.skipped = []
+            for _, path in reversed(self.complete()):
+                try:
+                    verify_checksums(path)
+                    read_trainer_state(path)
+                except CheckpointError as exc:
+                    self.skipped.append((path, str(exc)))
+                    continue
+                return path
+            if self.skipped:
+                raise CheckpointError(
+                    f"every checkpoint in '{self.root}' is damaged, so --resume auto has nothing to continue from "
+                    f"(newest: {self.skipped[0][1]}). Restore one from a backup, or start a new run in another "
+                    "output_dir."
+                )
+            return None
         path = Path(resume)
         if not path.is_dir():
             raise CheckpointError(
@@ -164,6 +191,7 @@ class CheckpointDirectory:
                 f"{self.root}/step-1000, or 'auto' for the latest one."
             )
         read_trainer_state(path)  # names what is missing
+        verify_checksums(path)
         return path
 
     def remove_temporaries(self) -> list[Path]:

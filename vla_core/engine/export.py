@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from vla_core.atomic import atomic_directory
+from vla_core.checksums import checkpoint_directory
 from vla_core.engine.lora import ADAPTER_DIR
 from vla_core.errors import CheckpointError
 
 
 def export_checkpoint(checkpoint: str | Path, output: str | Path, merge_lora: bool = False) -> Path:
     """Write `output`: config.json, model.safetensors (with a LoRA adapter merged into the
-    weights) and the processor (saved by itself); no optimizer or trainer state. Atomic.
+    weights) and the processor (saved by itself); no optimizer or trainer state; checksums.json. Atomic.
 
     Args:
         checkpoint: a directory written by `vla train`.
@@ -40,7 +40,7 @@ def export_checkpoint(checkpoint: str | Path, output: str | Path, merge_lora: bo
     extra = {k: v for k, v in config.items() if k not in ("format", "format_version", "model")}
     extra["exported_from"] = str(checkpoint)
     extra["lora_merged"] = has_adapter
-    with atomic_directory(output) as tmp:
+    with checkpoint_directory(output) as tmp:
         vla.write_pretrained(tmp, extra_config=extra)
         if vla.processor is not None:  # the processor writes whatever files it needs
             vla.processor.save_pretrained(tmp)

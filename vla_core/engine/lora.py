@@ -112,12 +112,15 @@ def write_adapter(directory: Path, peft_model: Any, adapter_state: Mapping[str, 
     checkpoint's atomic_directory, which fsyncs them)."""
     from safetensors.torch import save_file
 
+    from vla_core.atomic import writing
+
     directory.mkdir(parents=True, exist_ok=True)
     config = peft_model.peft_config["default"].to_dict()
     config = {k: sorted(v) if isinstance(v, set) else v for k, v in config.items()}
     (directory / ADAPTER_CONFIG_NAME).write_text(json.dumps(config, indent=2, sort_keys=True, default=str))
     weights = directory / ADAPTER_WEIGHTS_NAME
-    save_file({k: v.contiguous() for k, v in adapter_state.items()}, str(weights), metadata={"format": "pt"})
+    with writing(weights):
+        save_file({k: v.contiguous() for k, v in adapter_state.items()}, str(weights), metadata={"format": "pt"})
 
 
 def read_adapter_state(directory: Path) -> dict[str, torch.Tensor]:

@@ -96,7 +96,7 @@ class ProgressDisplay:
             self.console.print(f"step {step}/{self.total}  {stats}  ETA {eta:.0f}s", highlight=False, soft_wrap=True)
 
     def print(self, message: str) -> None:
-        self.console.print(message, highlight=False, soft_wrap=True)
+        self.console.print(message, highlight=False, soft_wrap=True, markup=False)
 
     def close(self) -> None:
         if self.progress is not None:

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from vla_core.devices import resolve_device
 from vla_core.errors import CheckpointError
 from vla_core.precision import PrecisionChoice, resolve_precision
 
@@ -40,7 +41,7 @@ class Policy:
     def __init__(
         self, vla: nn.Module, processor: Any, device: str | torch.device = "cpu", precision: str = "auto"
     ) -> None:
-        self.device = torch.device(device)
+        self.device = resolve_device(device)
         self.precision: PrecisionChoice = resolve_precision(precision, self.device)
         self.vla = vla.to(self.device).eval()
         self.processor = processor
@@ -59,6 +60,7 @@ class Policy:
         from vla_core.engine.checkpoint import resolve_checkpoint
         from vla_core.models.pretrained import load_pretrained
 
+        resolve_device(device)  # a missing GPU is said before the model is read
         checkpoint = resolve_checkpoint(checkpoint)
         vla = load_pretrained(checkpoint, use_inference_model=use_inference_model)
         processor = getattr(vla, "processor", None)  # the one saved with the checkpoint

@@ -28,6 +28,18 @@ class MicroBatch(NamedTuple):
     keys: list[tuple[int, int]]
 
 
+def check_batch_split(batch_size: int, grad_accum_steps: int, world_size: int) -> None:
+    """A global batch must split evenly into micro-batches and processes (checked by
+    `vla train --nproc` before it spawns anything, and again by each process)."""
+    if batch_size % (grad_accum_steps * world_size):
+        raise ConfigError(
+            f"is {batch_size}, which does not split into {grad_accum_steps} micro-batches x {world_size} "
+            f"processes; use a multiple of {grad_accum_steps * world_size} (or change --nproc / "
+            "train.grad_accum_steps).",
+            "train.batch_size",
+        )
+
+
 class GlobalBatchSampler:
     """Yields, for steps [start_step, end_step), this rank's micro-batches (`MicroBatch`).
 
@@ -53,12 +65,7 @@ class GlobalBatchSampler:
         end_step: int = 1,
         shuffle: bool = True,
     ) -> None:
-        if batch_size % (grad_accum_steps * world_size):
-            raise ConfigError(
-                f"is {batch_size}, which does not split into {grad_accum_steps} micro-batches x {world_size} "
-                f"processes; use a multiple of {grad_accum_steps * world_size}.",
-                "train.batch_size",
-            )
+        check_batch_split(batch_size, grad_accum_steps, world_size)
         if num_samples < batch_size:
             raise DataError(
                 f"the dataset has {num_samples} samples, fewer than one global batch (train.batch_size = "

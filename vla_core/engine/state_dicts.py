@@ -39,10 +39,35 @@ def load_full_optimizer_state(
     model: nn.Module, optimizer: torch.optim.Optimizer, state: dict[str, Any], context: DistributedContext
 ) -> None:
     """Load a full optimizer state (read by rank 0; other ranks pass {} and receive their
-    shards by broadcast) into a model that may be sharded.
+    shards by broadcast) into a model that may be sharded, exactly as it was saved.
 
-    Not strict: a parameter that never received a gradient (e.g. an unused pooling head)
-    has no AdamW state, and then it has none after loading either, exactly as before.
+    A parameter that never received a gradient (e.g. an unused pooling head) has no AdamW
+    state in the checkpoint, and has none after loading either. torch's loader first gives
+    every parameter a zero state (an optimizer step at lr 0, so there is a slot to load
+    into); left there, a parameter whose first gradient comes after the resume would take
+    its first step bias-corrected as its second and drift from an uninterrupted run.
     """
     options = StateDictOptions(full_state_dict=True, broadcast_from_rank0=context.is_distributed, strict=False)
     set_optimizer_state_dict(model, optimizer, optim_state_dict=state, options=options)
+    saved = context.broadcast_object(sorted(state.get("state", {})) if context.is_main else None)
+    drop_state_not_saved(model, optimizer, set(saved))
+
+
+#: Name parts that wrappers (activation checkpointing, torch.compile, FSDP1) insert into
+#: parameter names; state dicts are keyed by the names without them.
+_WRAPPER_PARTS = ("_checkpoint_wrapped_module", "_orig_mod", "_fsdp_wrapped_module")
+
+
+def state_dict_name(parameter_name: str) -> str:
+    """`model.named_parameters()` name -> the key of that parameter in a state dict."""
+    return ".".join(part for part in parameter_name.split(".") if part not in _WRAPPER_PARTS)
+
+
+def drop_state_not_saved(model: nn.Module, optimizer: torch.optim.Optimizer, saved: set[str]) -> list[str]:
+    """Remove the optimizer state of every parameter whose name is not in `saved` -> those names."""
+    dropped = []
+    for name, param in model.named_parameters():
+        if param in optimizer.state and state_dict_name(name) not in saved:
+            del optimizer.state[param]
+            dropped.append(state_dict_name(name))
+    return dropped

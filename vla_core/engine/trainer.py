@@ -192,6 +192,8 @@ class Trainer:
         if progress is not None:
             for line in self.header_lines():
                 progress.print(line)
+            for skipped, why in self.checkpoints.skipped:  # --resume auto passed over damaged checkpoints
+                progress.print(f"skipped {skipped}: {why}")
             if self.resumed_from is not None:
                 progress.print(f"resumed from {self.resumed_from} at step {self.step}")
         self._call("on_train_start", self)
@@ -381,9 +383,9 @@ class Trainer:
         target = self.checkpoints.path(self.step)
 
         def write() -> None:
-            from vla_core.atomic import atomic_directory
+            from vla_core.checksums import checkpoint_directory
 
-            with atomic_directory(target) as tmp:
+            with checkpoint_directory(target) as tmp:
                 self._write_model(tmp, model_state)
                 self.processor.save_pretrained(tmp)
                 write_trainer_state(tmp, state, optimizer_state, self.scheduler.state_dict(), rng_states)

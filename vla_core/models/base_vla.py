@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from vla_core.atomic import atomic_directory
+from vla_core.checksums import checkpoint_directory
 from vla_core.config.spec import (
     HeadSpec,
     LLMBackboneSpec,
@@ -156,8 +156,9 @@ class BaseVLA(nn.Module):
         save_state_dict(self.state_dict() if state_dict is None else state_dict, directory)
 
     def save_pretrained(self, directory: str | Path, extra_config: dict[str, Any] | None = None) -> Path:
-        """Save config and safetensors weights atomically; loads back with `from_pretrained`."""
-        with atomic_directory(directory) as tmp:
+        """Save config and safetensors weights (and their checksums) atomically; loads back
+        with `from_pretrained`."""
+        with checkpoint_directory(directory) as tmp:
             self.write_pretrained(tmp, extra_config)
         return Path(directory)
 

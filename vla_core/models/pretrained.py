@@ -8,10 +8,14 @@ from pathlib import Path
 from typing import Any
 
 from vla_core import registry
+from vla_core.checksums import verify_checksums
 from vla_core.errors import CheckpointError
 from vla_core.models.base_vla import CONFIG_NAME
 from vla_core.models.build import build_vla
 from vla_core.models.weights import load_into, load_state_dict
+
+#: Training-only part of a checkpoint (vla_core.engine.checkpoint.STATE_DIR), skipped by inference.
+TRAINER_STATE_DIR = "trainer_state"
 
 
 def without_pretrained_paths(spec: Any) -> Any:
@@ -55,6 +59,9 @@ def load_pretrained(path: str | Path, *, use_inference_model: bool = True, stric
     config = read_checkpoint_config(path)
     if config.get("format") != "vla":
         return _load_foreign(path, config)
+    # Hash what is read (weights, adapter, processor), not the optimizer state: inference
+    # never reads it. A damaged file is named here, before anything is built from it.
+    verify_checksums(path, exclude=(TRAINER_STATE_DIR,))
     spec = config.get("inference_model") if use_inference_model and config.get("inference_model") else config["model"]
     vla = build_vla(without_pretrained_paths(spec))
     vla.load_report = load_into(vla, load_state_dict(path), strict=strict, source=str(path))

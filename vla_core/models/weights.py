@@ -18,7 +18,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from vla_core.atomic import fsync_file
+from vla_core.atomic import fsync_file, writing
 from vla_core.errors import CheckpointError
 
 WEIGHTS_NAME = "model.safetensors"
@@ -91,13 +91,15 @@ def save_state_dict(
     written = []
     if len(shards) == 1:
         path = directory / WEIGHTS_NAME
-        save_file(shards[0], str(path), metadata=metadata)
+        with writing(path):
+            save_file(shards[0], str(path), metadata=metadata)
         written.append(path)
     else:
         weight_map = {}
         for i, shard in enumerate(shards):
             path = directory / f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors"
-            save_file(shard, str(path), metadata=metadata)
+            with writing(path):
+                save_file(shard, str(path), metadata=metadata)
             written.append(path)
             weight_map.update({name: path.name for name in shard})
         index = directory / WEIGHTS_INDEX_NAME
