@@ -185,7 +185,11 @@ def worker_reference(config_path: Path, result_path: Path, threads: int) -> None
                                          drop_last=True, collate_fn=processor.collate)
     optimizer = torch.optim.AdamW(vla.parameters(), lr=config.train.lr)
     autocast = resolve_precision(config.train.precision, "cpu").autocast()
-    times, cpu_times, batches = [], [], iter(loader)
+    def forever():  # more steps than one epoch of the small dataset: start the next epoch
+        while True:
+            yield from loader
+
+    times, cpu_times, batches = [], [], forever()
     vla.train()
     for _ in range(config.train.steps):
         start, cpu_start = time.perf_counter(), time.process_time()
