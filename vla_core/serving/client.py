@@ -47,8 +47,9 @@ class PolicyClient:
             return self._ws
         headers = {"Authorization": f"Api-Key {self.api_key}"} if self.api_key else None
         try:
+            # legacy=True: a plain connection that lives across calls (closed by close()).
             ws = connect(self.url, additional_headers=headers, compression=None, max_size=None,
-                         open_timeout=self.timeout)
+                         open_timeout=self.timeout, legacy=True)
         except InvalidStatus as exc:
             status = exc.response.status_code
             body = exc.response.body.decode(errors="replace").strip() if exc.response.body else ""

@@ -96,6 +96,8 @@ class PolicyServer:
 
     def start(self) -> PolicyServer:
         """Serve from a background thread (tests, benchmarks); returns once listening."""
+        if self._thread is not None:
+            return self
         self._thread = threading.Thread(target=lambda: asyncio.run(self._run(False)), name="vla-serve", daemon=True)
         self._thread.start()
         self._ready.wait(30)
@@ -131,10 +133,12 @@ class PolicyServer:
                 backlog=self.backlog,
                 logger=logging.getLogger("vla_core.serving.websockets"),
             )
-        except BaseException as exc:  # e.g. the port is taken: report to start()
+        except OSError as exc:  # e.g. the port is taken: start() or serve_forever() raises it
             self._error = exc
             self._ready.set()
-            raise
+            if install_signal_handlers:
+                raise
+            return
         self.port = server.sockets[0].getsockname()[1]
         if install_signal_handlers:
             for signum in (signal.SIGTERM, signal.SIGINT):
