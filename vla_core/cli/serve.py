@@ -1,4 +1,4 @@
-"""`vla serve CHECKPOINT`: serve a trained policy to a robot over HTTP."""
+"""`vla serve CHECKPOINT`: serve a trained policy to robots over openpi's websocket protocol."""
 
 from __future__ import annotations
 
@@ -17,35 +17,58 @@ def serve_cmd(
     port: int = typer.Option(8000, help="TCP port (0 picks a free one)."),
     device: str = typer.Option("cpu", help="Where the model runs: cpu, cuda, cuda:1, ..."),
     precision: str = PRECISION_OPTION,
+    key: list[str] = typer.Option(
+        [], "--key", help="WIRE=TARGET: feed message key WIRE to a camera, state, task, embodiment_id or noise "
+        "(repeatable; adds to the checkpoint's serving.json and openpi's defaults)."
+    ),
+    api_key: str = typer.Option(
+        None, envvar="VLA_API_KEY", help="Require 'Authorization: Api-Key KEY' (openpi-client's api_key)."
+    ),
+    frame_size: str = typer.Option("warn", help="A frame far from the model's input size: warn (once) or refuse."),
+    max_message_mb: float = typer.Option(32.0, help="The largest request accepted, in MiB."),
+    idle_timeout: float = typer.Option(300.0, help="Seconds a connection may stay silent before it is closed."),
+    seed: int = typer.Option(0, help="Seed of the sampling noise when a request brings none (per episode)."),
 ) -> None:
-    """Serve `Policy.act` at http://HOST:PORT/act (see vla_core.serving.client.PolicyClient)."""
+    """Serve `Policy.act` at ws://HOST:PORT (openpi-client's WebsocketClientPolicy or vla's PolicyClient)."""
     from rich.console import Console
 
     from vla_core.bind import bind_error, check_bind_address
     from vla_core.devices import resolve_device
     from vla_core.engine.policy import Policy
+    from vla_core.errors import ConfigError
+    from vla_core.serving.checks import ObservationSpec
+    from vla_core.serving.keys import load_checkpoint_key_map, parse_key_options
     from vla_core.serving.metadata import policy_metadata
     from vla_core.serving.server import PolicyServer
+    from vla_core.serving.service import PolicyService
 
+    if frame_size not in ("warn", "refuse"):
+        raise ConfigError(f"--frame-size must be warn or refuse, got {frame_size!r}.")
     check_bind_address(host, port)  # flags first: a bad one fails before the model is loaded
     resolve_device(device)
     console = Console(stderr=True)
     with console.status(f"loading {checkpoint}"):
         policy = Policy.from_pretrained(checkpoint, device=device, precision=precision)
     report_precision(policy.precision, console)
-    try:
-        server = PolicyServer(policy, host=host, port=port, metadata=policy_metadata(policy, checkpoint))
-    except OSError as exc:  # taken while the model loaded
-        raise bind_error(exc, host, port) from None
+    checkpoint = policy.checkpoint or checkpoint  # a run directory stands for its latest checkpoint
+    keys = (load_checkpoint_key_map(checkpoint), parse_key_options(key))
+    spec = ObservationSpec.from_policy(policy, keys, frame_size=frame_size)  # type: ignore[arg-type]
+    service = PolicyService(policy, spec, policy_metadata(policy, checkpoint), seed=seed)
+    server = PolicyServer(
+        service, host=host, port=port, api_key=api_key, max_message_bytes=int(max_message_mb * 2**20),
+        idle_timeout=idle_timeout,
+    )
     if host not in ("127.0.0.1", "localhost", "::1"):
         console.print(f"[yellow]warning:[/] serving on {host}: anyone who can reach this port can drive the robot.")
-    console.print(f"serving {checkpoint} at {server.url}  (POST /act, GET /metadata; Ctrl-C stops)")
+
+    def ready(server: PolicyServer) -> None:
+        console.print(f"serving {checkpoint} at {server.url}  (GET /healthz; Ctrl-C stops)", soft_wrap=True)
+
     try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        console.print("stopped")
-    finally:
-        server.server_close()
+        server.serve_forever(on_ready=ready)
+    except OSError as exc:  # the port was taken while the model loaded
+        raise bind_error(exc, host, port) from None
+    console.print("stopped")
 
 
 def register(app: typer.Typer) -> None:

@@ -98,6 +98,15 @@ class Policy:
             normalised = self.vla.predict_action(**inputs)
         return np.asarray(self.processor.unnormalize_actions(normalised.float().cpu()))
 
+    def reset(self) -> None:
+        """Start a new episode: calls `reset()` on the VLA and on its action head where they
+        define one (stateful heads, cached prefixes, chunk buffers). A policy holds no other
+        per-episode state; callers that want reproducible sampling pass `noise`."""
+        for part in (self.vla, getattr(self.vla, "vla_head", None)):
+            reset = getattr(part, "reset", None)
+            if callable(reset):
+                reset()
+
     def act(self, observation: dict[str, Any], noise: torch.Tensor | None = None) -> np.ndarray:
         """One observation ({"images": {camera: uint8 (H, W, 3)}, "state": (state_dim,),
         "task": str}) -> (T, action_dim) actions in robot units; `noise` is (T, A)."""

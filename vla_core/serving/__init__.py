@@ -1,1 +1,1 @@
-"""Serving a policy to a robot: an HTTP server and its client (numpy arrays as .npz bodies)."""
+"""Serving a policy to robots over openpi's websocket + msgpack protocol (see server.py)."""
