@@ -146,8 +146,13 @@ def _index(node: list, part: str, so_far: list[str], override: str) -> int:
 
 
 def load_config(path: str | Path, overrides: Iterable[str] = ()) -> Any:
-    """Read, override and validate a run config -> `RunConfig` (resolved specs)."""
+    """Read, override and validate a run config -> `RunConfig` (resolved specs), then
+    check that the widths of its components agree (`vla_core.config.widths`), so
+    `vla config validate`, `vla build` and `vla train` fail before building anything."""
     from vla_core.config.run import validate_run_config
+    from vla_core.config.widths import check_run_widths
 
     raw = apply_overrides(read_config_file(path), overrides)
-    return validate_run_config(raw, source=str(path))
+    config = validate_run_config(raw, source=str(path))
+    check_run_widths(config)
+    return config
