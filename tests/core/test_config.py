@@ -85,6 +85,24 @@ def test_run_config_unknown_sections_and_settings(tmp_path):
         load_config(path)
 
 
+@pytest.mark.parametrize(
+    ("train", "message"),
+    [
+        ("{steps: 5, lora: {rnak: 8}}", "train.lora.rnak: unknown setting. Did you mean 'r' (the rank)?"),
+        ("{steps: 5, lora: {alhpa: 8}}", "train.lora.alhpa: unknown setting. Did you mean 'alpha'?"),
+        ("{steps: 5, lora: {target_module: [q_proj]}}", "train.lora.target_module: unknown setting. Did you mean "
+                                                         "'target_modules'?"),
+    ],
+)
+def test_nested_settings_suggest_the_key_meant(tmp_path, train, message):
+    path = tmp_path / "run.yaml"
+    path.write_text(YAML_CONFIG.replace("train: {steps: 5, batch_size: 2}", f"train: {train}"))
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert str(info.value).startswith(message), str(info.value)
+    assert "Valid settings: r, alpha, dropout, target_modules, modules_to_save." in str(info.value)
+
+
 def _write_all_formats(tmp_path):
     import yaml
 

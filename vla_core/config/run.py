@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from vla_core.config.validate import format_validation_error, join_path, validate_spec
+from vla_core.config.validate import check_setting_keys, format_validation_error, validate_spec
 from vla_core.errors import ConfigError
 
 RUN_KEYS = ("model", "inference_model", "data", "train", "output_dir")
@@ -30,7 +30,7 @@ class LoraConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    r: int = Field(16, ge=1, description="Rank of the low-rank update.")
+    r: int = Field(16, ge=1, title="rank", description="Rank of the low-rank update.")
     alpha: int = Field(32, gt=0, description="Scaling numerator: the update is scaled by alpha / r.")
     dropout: float = Field(0.0, ge=0, lt=1, description="Dropout on the adapter input.")
     target_modules: list[str] | str = Field(
@@ -123,15 +123,10 @@ def validate_run_config(raw: Mapping[str, Any], source: str = "config") -> RunCo
 
 
 def validate_section(model: type[BaseModel], raw: Any, path: str) -> BaseModel:
-    """Validate a plain settings section, with suggestions for misspelt keys."""
+    """Validate a plain settings section, with suggestions for misspelt keys at any depth."""
     if not isinstance(raw, Mapping):
         raise ConfigError(f"expected a mapping, got {type(raw).__name__}.", path)
-    fields = list(model.model_fields)
-    for key in raw:
-        if key not in fields:
-            close = difflib.get_close_matches(str(key), fields, n=1, cutoff=0.6)
-            hint = f" Did you mean '{close[0]}'?" if close else ""
-            raise ConfigError(f"unknown setting.{hint} Valid settings: {', '.join(fields)}.", join_path(path, key))
+    check_setting_keys(model, raw, path)
     try:
         return model.model_validate(raw)
     except ValidationError as exc:

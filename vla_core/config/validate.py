@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import difflib
+import typing
 from collections.abc import Mapping
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from pydantic_core import PydanticSerializationError
 
 from vla_core import registry
@@ -84,3 +85,41 @@ def format_validation_error(exc: ValidationError, path: str, params: Mapping[str
         else:
             lines.append(f"{full}: {err['msg']} (got {err.get('input')!r}).{expected}{doc}")
     return "\n".join(lines)
+
+
+def check_setting_keys(model: type[BaseModel], raw: Mapping[str, Any], path: str) -> None:
+    """Unknown keys of a settings section and of every settings model nested in it
+    (`train.lora`, ...), each with a did-you-mean: pydantic alone says only "extra
+    inputs are not permitted"."""
+    fields = model.model_fields
+    for key, value in raw.items():
+        if key not in fields:
+            hint = _did_you_mean(str(key), model)
+            raise ConfigError(f"unknown setting.{hint} Valid settings: {', '.join(fields)}.", join_path(path, key))
+        nested = _settings_model(fields[key].annotation)
+        if nested is not None and isinstance(value, Mapping):
+            check_setting_keys(nested, value, join_path(path, key))
+
+
+def _did_you_mean(key: str, model: type[BaseModel]) -> str:
+    """" Did you mean 'x'?" for the field whose name, or `title` (a longer word for a
+    terse name: LoRA's `r` has the title "rank"), is closest to `key`; "" if none is."""
+    words = {name: name for name in model.model_fields}
+    words.update({f.title.lower(): name for name, f in model.model_fields.items() if f.title})
+    close = difflib.get_close_matches(key.lower(), list(words), n=1, cutoff=0.6)
+    if not close:
+        return ""
+    name = words[close[0]]
+    title = model.model_fields[name].title
+    return f" Did you mean '{name}'{f' (the {title})' if title and close[0] != name else ''}?"
+
+
+def _settings_model(annotation: Any) -> type[BaseModel] | None:
+    """The pydantic model a field holds (`LoraConfig` in `LoraConfig | None`), or None."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in typing.get_args(annotation):
+        found = _settings_model(arg)
+        if found is not None:
+            return found
+    return None
