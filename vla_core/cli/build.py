@@ -12,21 +12,27 @@ def build_cmd(
     overrides: list[str] = typer.Option([], "--set", help="Override a value: key.path=value (repeatable)."),
     predict: bool = typer.Option(False, "--predict", help="Predict one action chunk from a random observation."),
     seed: int = typer.Option(0, help="Seed for weights and the random observation."),
+    depth: int | None = typer.Option(
+        None, "--depth", min=1,
+        help="Print the module tree to this depth instead: dotted names as LoRA target_modules matches them, "
+        "classes, parameter counts.",
+    ),
 ) -> None:
-    """Build the model of a run config and print its component tree with parameter counts."""
+    """Build the model of a run config and print its component tree with parameter counts
+    (the config is validated first, widths included: nothing is built from a config that cannot run)."""
     import torch
     from rich.console import Console
 
     from vla_core.config.loading import load_config
     from vla_core.models.build import build_vla
-    from vla_core.models.summary import component_tree, random_observation
+    from vla_core.models.summary import component_tree, module_tree, random_observation
 
     console = Console()
     config = load_config(path, overrides)
     torch.manual_seed(seed)
     with console.status("building the model"):
         vla = build_vla(config.model)
-    console.print(component_tree(vla))
+    console.print(component_tree(vla) if depth is None else module_tree(vla, depth))
     if predict:
         observation = random_observation(vla, seed=seed)
         actions = vla.eval().predict_action(**observation)

@@ -16,10 +16,15 @@ def validate_cmd(
     overrides: list[str] = typer.Option([], "--set", help="Override a value: key.path=value (repeatable)."),
     show: bool = typer.Option(False, "--show", help="Print the resolved config (defaults filled in)."),
 ) -> None:
-    """Check a run config against the installed components; print what is wrong, with its path."""
+    """Check a run config against the installed components and the widths they must share;
+    print what is wrong, with its path. Settings that are valid but probably not meant
+    (a warm-up the run never leaves) are printed as warnings on stderr."""
     from vla_core.config.loading import load_config
+    from vla_core.config.run import config_warnings
 
     config = load_config(path, overrides)
+    for warning in config_warnings(config):
+        typer.echo(f"warning: {warning}", err=True)
     if show:
         typer.echo(json.dumps(config.model_dump(mode="json"), indent=2))
     else:

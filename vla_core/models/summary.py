@@ -48,6 +48,59 @@ def component_tree(vla: nn.Module) -> Any:
     return root
 
 
+def module_tree(model: nn.Module, depth: int) -> Any:
+    """A rich Tree of `model`'s modules down to `depth` levels, each labelled with its
+    dotted name as `named_modules()` (and so LoRA's `target_modules` and FSDP wrapping)
+    names it, its class and its parameter count. A run of numbered siblings of one class
+    and size (a transformer's layers) shows its first member and one line for the rest."""
+    from rich.text import Text
+    from rich.tree import Tree
+
+    def label(name: str, module: nn.Module) -> Text:
+        total, trainable = _count(module)
+        frozen = "" if trainable == total else f", {human_count(trainable)} trainable"
+        text = Text(name or "model", style="bold")
+        text.append(f"  {type(module).__name__}", style="cyan")
+        text.append(f"  {human_count(total)} params{frozen}")
+        return text
+
+    def add(node: Any, prefix: str, module: nn.Module, level: int) -> None:
+        if level >= depth:
+            return
+        children = list(module.named_children())
+        i = 0
+        while i < len(children):
+            name, child = children[i]
+            full = f"{prefix}.{name}" if prefix else name
+            add(node.add(label(full, child)), full, child, level + 1)
+            run = _same_run(children, i)
+            if run > 1:
+                rest = f"{prefix}.{children[i + 1][0]}" if prefix else children[i + 1][0]
+                span = rest if run == 2 else f"{rest} … {children[i + run - 1][0]}"
+                node.add(Text(f"{span}: {run - 1} more {type(child).__name__} like {full}", style="dim"))
+            i += run
+
+    root = Tree(label("", model))
+    add(root, "", model, 0)
+    return root
+
+
+def _same_run(children: list[tuple[str, nn.Module]], start: int) -> int:
+    """How many children from `start` on are numbered (0, 1, ...) modules of the same class
+    and parameter count (1 if the child at `start` begins no such run)."""
+    name, first = children[start]
+    if not name.isdigit():
+        return 1
+    size = _count(first)[0]
+    end = start + 1
+    while end < len(children):
+        other_name, other = children[end]
+        if not other_name.isdigit() or type(other) is not type(first) or _count(other)[0] != size:
+            break
+        end += 1
+    return end - start
+
+
 def find_config_value(vla: nn.Module, attribute: str) -> Any:
     """The first int `attribute` of a transformers config inside `vla` (None if there is none)."""
     for module in vla.modules():
