@@ -171,3 +171,28 @@ def test_help_lists_every_command_including_plugins(vla_main):
 def test_unknown_fast_option_falls_back_to_typer(vla_main):
     code, _, err = vla_main("list-components", "--kindd", "heads")
     assert code == 2 and "No such option" in err
+
+
+def test_commands_table_matches_what_the_modules_register():
+    """A core command runs with only its module registered (COMMANDS): the table must say
+    which module registers each command, and every command module must be in it."""
+    import pkgutil
+    from importlib import import_module
+
+    import typer
+
+    import vla_core.cli
+    from vla_core.cli import COMMANDS
+
+    found: dict[str, str] = {}
+    for info in pkgutil.iter_modules(vla_core.cli.__path__):
+        if info.name.startswith("_"):  # __main__ runs the CLI on import
+            continue
+        module = import_module(f"vla_core.cli.{info.name}")
+        if not callable(getattr(module, "register", None)):
+            continue
+        app = typer.Typer()
+        module.register(app)
+        names = [c.name for c in app.registered_commands] + [g.name for g in app.registered_groups]
+        found.update({name: info.name for name in names})
+    assert found == COMMANDS
