@@ -72,6 +72,14 @@ class Policy:
         policy.checkpoint = checkpoint
         return policy
 
+    def reset(self) -> None:
+        """Start a new episode (or session): the VLA's `reset()` when it has one, so a stateful
+        head forgets the previous episode's frames or recurrent state. Call it before the first
+        observation of every episode."""
+        reset = getattr(self.vla, "reset", None)
+        if callable(reset):
+            reset()
+
     def model_inputs(self, observations: list[dict[str, Any]]) -> dict[str, Any]:
         """Raw observations -> a batch of model inputs on the device (no action targets)."""
         samples = []
