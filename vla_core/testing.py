@@ -10,7 +10,7 @@ Fixtures:
 Functions:
     assert_plugin_is_light(dist)   listing and importing the plugin's packages leaves torch unimported.
     check_action_head(head, ...)   the action-head contract: shapes, finite loss, gradients, masking;
-                                   for a stateful head (supports_history or reset()) also
+                                   for a head that reads history (supports_history) also
     check_stateful_head(head, ...) windows with padded frames, and online one-frame-at-a-time
                                    prediction equal to the batched one over the same window.
 
@@ -108,8 +108,8 @@ def check_action_head(
     back-propagates into the head's parameters; `predict_action` returns (B, T, A); a
     padded action step (action_masks False) does not change the loss; an optional
     `loss_weight` is a positive scalar that counts only valid steps. A head that reads
-    history (`supports_history`) or keeps state (`reset()`) is also checked by
-    `check_stateful_head` with `window_size` frames (default: the head's `window_size`, else 3).
+    history (`supports_history`) is also checked by `check_stateful_head` with `window_size`
+    frames (default: the head's `window_size`, else 3); it must have `reset()`.
     """
     import torch
 
@@ -150,7 +150,7 @@ def check_action_head(
     pred = head.predict_action(feats, states, mask)
     assert tuple(pred.shape) == (batch_size, chunk_size, action_dim)
 
-    if getattr(head, "supports_history", False) or callable(getattr(head, "reset", None)):
+    if getattr(head, "supports_history", False):
         window = window_size or getattr(head, "window_size", None) or 3
         check_stateful_head(head, input_dim, state_dim, action_dim, chunk_size, window, seq_len, batch_size)
 
@@ -180,6 +180,7 @@ def check_stateful_head(
     """
     import torch
 
+    assert callable(getattr(head, "reset", None)), "a head that reads history must have reset() (a new episode)"
     g = torch.Generator().manual_seed(1)
     steps = window_size + 2
     frames = torch.randn(batch_size, steps, seq_len, input_dim, generator=g)
