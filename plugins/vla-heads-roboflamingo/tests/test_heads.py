@@ -91,5 +91,8 @@ def test_a_window_of_the_wrong_length_is_a_clear_error(build):
     with pytest.raises(DataError, match="window_size=3 but the batch has 2 frames"):
         head(torch.randn(1, 2, 4, 16), torch.zeros(1, 2, 5), torch.ones(1, 2, 4, dtype=torch.bool),
              torch.zeros(1, 2, 4), torch.ones(1, 2, dtype=torch.bool))
+    with pytest.raises(DataError, match=r"the actions have 3 dims; set out_features to the arm dims"):
+        head(torch.randn(1, 4, 16), torch.zeros(1, 5), torch.ones(1, 4, dtype=torch.bool), torch.zeros(1, 2, 3),
+             torch.ones(1, 2, dtype=torch.bool))
     with pytest.raises(DataError, match="multiple of n_head"):
         build("GPTDecoder", hidden_size=15)

@@ -149,6 +149,11 @@ class WindowDecoder(nn.Module):
         Loss per valid step: the Huber loss of the arm (mean over its dims) plus
         `gripper_loss_weight` x the BCE of the gripper, whose target is 1 where the
         normalised gripper action is > 0 (open), as RoboFlamingo's (a + 1) // 2 of a +-1 gripper."""
+        if actions.shape[-1] <= self.out_features:
+            raise DataError(
+                f"{type(self).__name__} reads out_features={self.out_features} arm dims and the gripper after them, "
+                f"but the actions have {actions.shape[-1]} dims; set out_features to the arm dims (action_dim - 1)."
+            )
         arm, logits = self._outputs(self._window_output(input_features, states, attention_mask, obs_masks))
         steps = self.multi_step_action
         arm_target = actions[:, :steps, : self.out_features].to(arm.dtype)
