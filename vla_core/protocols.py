@@ -6,7 +6,21 @@ checkers), so plugins can import this module in their light top-level package.
 
 Shape letters used throughout: B batch, N_cam cameras, C channels, H/W image size,
 S backbone sequence length, D feature width, L language tokens, P patches per image,
-T action chunk length (horizon), A action dim.
+T action chunk length (horizon), A action dim, T_obs frames of observation history.
+
+Observation history (optional; vla_core.data.schema): a batch with `obs_masks` (B, T_obs)
+has images (B, T_obs, N_cam, C, H, W), img_masks (B, T_obs, N_cam) and states (B, T_obs,
+state_dim). A VLA that reads it declares `supports_history = True` and runs its backbone
+per frame; the head then gets input_features (B, T_obs, S, D), attention_mask (B, T_obs, S),
+states (B, T_obs, state_dim) and `obs_masks=` (B, T_obs) (False = a padded frame before the
+episode start). A head that reads it declares `supports_history = True` (shown by `vla
+info`; `vla config validate` requires history in the data exactly for such heads).
+
+Stateful inference (optional): a head or VLA may keep state between `predict_action`
+calls of one episode (a window of frames, a recurrent state). It then has `reset()`, which
+starts a new episode; `BaseVLA.reset()` calls its parts', `Policy.reset()` the VLA's, and
+`vla eval` (every episode) and the server (every session) call `Policy.reset()`. Online,
+the policy feeds one frame at a time (no history axis) and the head keeps its window.
 """
 
 from __future__ import annotations
@@ -92,6 +106,10 @@ class ActionHead(Protocol):
 
     Extra batch entries (e.g. `embodiment_id` (B,) long) arrive as keyword arguments; a
     head ignores those it does not use.
+
+    Optional: `supports_history = True` (class attribute) for a head that reads observation
+    history (features (B, T_obs, S, D), see the module docstring), and `reset()` for a head
+    that keeps state between `predict_action` calls of one episode.
     """
 
     def forward(
@@ -119,13 +137,18 @@ class ActionHead(Protocol):
         **kwargs: Any,
     ) -> torch.Tensor:
         """Same inputs without targets -> (B, T, A) normalised actions. Generative heads
-        take `noise=` (B, T, A) for reproducible sampling."""
+        take `noise=` (B, T, A) for reproducible sampling. A stateful head given one frame
+        (input_features (B, S, D)) treats it as the next frame of the episode."""
         ...
 
 
 @runtime_checkable
 class VLA(Protocol):
-    """A whole policy. Its arguments are the batch keys, so a batch dict passes as `**batch`."""
+    """A whole policy. Its arguments are the batch keys, so a batch dict passes as `**batch`.
+
+    Optional: `supports_history = True` (batches with `obs_masks`, see the module docstring)
+    and `reset()` (start of an episode; `BaseVLA.reset()` resets every part that has one).
+    """
 
     def forward(
         self,
@@ -139,7 +162,9 @@ class VLA(Protocol):
         **kwargs: Any,
     ) -> dict[str, torch.Tensor]:
         """images (B, N_cam, C, H, W); lang_tokens/lang_masks (B, L); img_masks (B, N_cam);
-        states (B, state_dim); actions (B, T, A); action_masks (B, T) -> {"loss", ...}."""
+        states (B, state_dim); actions (B, T, A); action_masks (B, T) -> {"loss", ...}. With
+        history: images (B, T_obs, N_cam, C, H, W), img_masks (B, T_obs, N_cam), states (B,
+        T_obs, state_dim) and `obs_masks=` (B, T_obs)."""
         ...
 
     def predict_action(

@@ -9,7 +9,10 @@ Fixtures:
 
 Functions:
     assert_plugin_is_light(dist)   listing and importing the plugin's packages leaves torch unimported.
-    check_action_head(head, ...)   the action-head contract: shapes, finite loss, gradients, masking.
+    check_action_head(head, ...)   the action-head contract: shapes, finite loss, gradients, masking;
+                                   for a head that reads history (supports_history) also
+    check_stateful_head(head, ...) windows with padded frames, and online one-frame-at-a-time
+                                   prediction equal to the batched one over the same window.
 
 This module is imported by pytest in every environment where vla-core is installed, so
 it imports nothing heavy at module level.
@@ -90,14 +93,23 @@ def make_tiny_batch(
 
 
 def check_action_head(
-    head: Any, input_dim: int, state_dim: int, action_dim: int, chunk_size: int, seq_len: int = 5, batch_size: int = 2
+    head: Any,
+    input_dim: int,
+    state_dim: int,
+    action_dim: int,
+    chunk_size: int,
+    seq_len: int = 5,
+    batch_size: int = 2,
+    window_size: int | None = None,
 ) -> None:
     """The action-head contract every head must meet (use it in your plugin's tests).
 
     Checks: `forward` returns a finite scalar loss and pred_actions (B, T, A); the loss
     back-propagates into the head's parameters; `predict_action` returns (B, T, A); a
     padded action step (action_masks False) does not change the loss; an optional
-    `loss_weight` is a positive scalar that counts only valid steps.
+    `loss_weight` is a positive scalar that counts only valid steps. A head that reads
+    history (`supports_history`) is also checked by `check_stateful_head` with `window_size`
+    frames (default: the head's `window_size`, else 3); it must have `reset()`.
     """
     import torch
 
@@ -137,6 +149,89 @@ def check_action_head(
     head.eval()
     pred = head.predict_action(feats, states, mask)
     assert tuple(pred.shape) == (batch_size, chunk_size, action_dim)
+
+    if getattr(head, "supports_history", False):
+        window = window_size or getattr(head, "window_size", None) or 3
+        check_stateful_head(head, input_dim, state_dim, action_dim, chunk_size, window, seq_len, batch_size)
+
+
+def check_stateful_head(
+    head: Any,
+    input_dim: int,
+    state_dim: int,
+    action_dim: int,
+    chunk_size: int,
+    window_size: int,
+    seq_len: int = 5,
+    batch_size: int = 2,
+    atol: float = 1e-5,
+) -> None:
+    """The contract of a head that reads observation history and keeps state online.
+
+    Checks, with windows of `window_size` frames (input_features (B, W, S, D), states (B, W,
+    state_dim), attention_mask (B, W, S), `obs_masks` (B, W) with the first frames of row 0
+    padded, as at an episode start):
+      * `forward` gives a finite loss and (B, T, A) predictions, and the loss reaches the head;
+      * padded frames do not matter: changing them changes neither the loss nor the prediction;
+      * online, after `reset()`, feeding one frame at a time ((B, S, D), no history axis) gives
+        at every step the actions `predict_action` computes from the window of the last W
+        frames (left-padded while the episode is shorter), for W + 2 steps (the window slides);
+      * `reset()` forgets: the first step of a second episode equals the first of the first.
+    """
+    import torch
+
+    assert callable(getattr(head, "reset", None)), "a head that reads history must have reset() (a new episode)"
+    g = torch.Generator().manual_seed(1)
+    steps = window_size + 2
+    frames = torch.randn(batch_size, steps, seq_len, input_dim, generator=g)
+    frame_masks = torch.ones(batch_size, steps, seq_len, dtype=torch.bool)
+    frame_masks[-1, :, seq_len - 1 :] = False  # padded tokens in the last row
+    frame_states = torch.randn(batch_size, steps, state_dim, generator=g)
+    actions = torch.randn(batch_size, chunk_size, action_dim, generator=g)
+    action_masks = torch.ones(batch_size, chunk_size, dtype=torch.bool)
+
+    def window(end: int) -> dict[str, torch.Tensor]:
+        """The window ending at frame `end` (inclusive), left-padded with copies of frame 0."""
+        index = torch.arange(end - window_size + 1, end + 1)
+        real = (index >= 0).expand(batch_size, -1).clone()
+        index = index.clamp(min=0)
+        return {"input_features": frames[:, index], "states": frame_states[:, index],
+                "attention_mask": frame_masks[:, index], "obs_masks": real}
+
+    head.train()
+    padded = window(window_size - 2)  # an episode two frames shorter than the window
+    torch.manual_seed(0)
+    out = head(padded["input_features"], padded["states"], padded["attention_mask"], actions, action_masks,
+               obs_masks=padded["obs_masks"])
+    assert out["loss"].ndim == 0 and torch.isfinite(out["loss"]), f"loss must be a finite scalar, got {out['loss']}"
+    assert tuple(out["pred_actions"].shape) == (batch_size, chunk_size, action_dim)
+    head.zero_grad()
+    out["loss"].backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in head.parameters()), (
+        "the loss over a window does not reach the head's parameters"
+    )
+
+    head.eval()
+    changed = dict(padded, input_features=padded["input_features"].clone(), states=padded["states"].clone())
+    pad = ~padded["obs_masks"]
+    changed["input_features"][pad] += 5.0  # only frames before the episode start differ
+    changed["states"][pad] -= 3.0
+    with torch.no_grad():
+        same = [head(**w, actions=actions, action_masks=action_masks)["loss"] for w in (padded, changed)]
+    torch.testing.assert_close(same[0], same[1], atol=atol, rtol=0, msg="padded frames change the loss")
+    torch.testing.assert_close(head.predict_action(**padded), head.predict_action(**changed), atol=atol, rtol=0,
+                               msg="padded frames change the prediction")
+
+    for episode in range(2):
+        head.reset()
+        for t in range(steps):
+            online = head.predict_action(frames[:, t], frame_states[:, t], frame_masks[:, t])
+            batched = head.predict_action(**window(t))
+            assert tuple(online.shape) == (batch_size, chunk_size, action_dim)
+            torch.testing.assert_close(
+                online, batched, atol=atol, rtol=0,
+                msg=f"episode {episode}, step {t}: one frame at a time differs from the window of the frames so far",
+            )
 
 
 def tiny_vla_spec(head: dict[str, Any] | None = None, feature_dim: int = 48) -> dict[str, Any]:

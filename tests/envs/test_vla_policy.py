@@ -18,6 +18,7 @@ from vla_core.envs.generate import generate_dataset
 from vla_core.envs.vla_policy import VLAPolicy
 from vla_core.errors import EnvError
 from vla_core.models.build import build_vla
+from vla_core.models.mlp_action_head import MLPActionHead
 from vla_core.testing import tiny_vla_spec
 
 
@@ -77,3 +78,36 @@ def test_a_checkpoint_for_another_action_dim_is_refused(point_dataset: Path, poi
                                    "action_high": (1.0, 1.0)})
     with pytest.raises(EnvError, match="predicts 1-dim actions, but this env takes 2-dim actions"):
         VLAPolicy(Policy.from_pretrained(checkpoint), wide.spec, source=str(checkpoint))
+
+
+class ResetCountingHead(MLPActionHead):
+    """An MLP head that logs its `reset()` and `predict_action` calls, in order."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.calls: list[str] = []
+
+    def predict_action(self, *args: Any, **kwargs: Any) -> torch.Tensor:
+        self.calls.append("predict")
+        return super().predict_action(*args, **kwargs)
+
+    def reset(self) -> None:
+        self.calls.append("reset")
+
+
+def test_eval_resets_the_head_before_every_episode(point_dataset: Path, point_env: type, register_component: Any):
+    register_component("heads", "ResetCountingHead", ResetCountingHead)
+    processor = VLAProcessor(image_size=32, max_state_dim=4, max_action_dim=3, chunk_size=4, max_lang_len=8)
+    processor.fit(LeRobotDataset(str(point_dataset), chunk_size=4))
+    spec = tiny_vla_spec()
+    spec["vla_head"]["type"] = "ResetCountingHead"
+    vla = build_vla(spec)
+    env = point_env(max_steps=6)
+    policy = VLAPolicy(Policy(vla, processor, precision="fp32"), env.spec)
+    episodes = evaluate(env, lambda task: policy, ["reach"], episodes=3, seed=0, execute_steps=2)
+    calls = vla.vla_head.calls
+    assert calls.count("reset") == len(episodes) == 3
+    # every episode starts with a reset, followed by that episode's queries (one per 2 steps)
+    starts = [i for i, call in enumerate(calls) if call == "reset"]
+    per_episode = [calls[a + 1 : b].count("predict") for a, b in zip(starts, [*starts[1:], len(calls)], strict=True)]
+    assert per_episode == [-(-e.steps // 2) for e in episodes] and starts[0] == 0

@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from vla_core.config.history import check_history_fits_head
 from vla_core.config.validate import check_setting_keys, format_validation_error, validate_spec
 from vla_core.errors import ConfigError
 
@@ -119,6 +120,7 @@ def validate_run_config(raw: Mapping[str, Any], source: str = "config") -> RunCo
         values["train"] = validate_section(TrainConfig, raw["train"], "train")
     if raw.get("output_dir") is not None:
         values["output_dir"] = str(raw["output_dir"])
+    check_history_fits_head(values["model"], values.get("data"))
     return RunConfig(**values)
 
 

@@ -9,6 +9,11 @@ A raw sample (what `dataset[i]` returns; the processor turns it into model input
      "task": str, "episode_index": int, "frame_index": int, "index": int, "timestamp": float,
      "embodiment_id": int}
 
+With observation history (`delta_timestamps` on the cameras and state keys, T_obs offsets
+ending at 0) images are uint8 (T_obs, H, W, 3), the state is (T_obs, state_dim), oldest
+frame first, and `observation_is_pad` (T_obs,) is True for frames before the episode start
+(their rows repeat the episode's first frame, as lerobot's `<key>_is_pad`).
+
 Low-dimensional columns (state, action, timestamps, indices) of the selected episodes are
 read once into memory; inline PNG columns are read per data file on first use (an LRU of
 files); video frames are decoded on demand by a `VideoFrameReader` (seek + forward decode,
@@ -25,6 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from vla_core.data.delta_timestamps import observation_history_length, query_indices, split_delta_timestamps
 from vla_core.data.embodiment import EmbodimentSpec
 from vla_core.data.images import decode_png
 from vla_core.data.lerobot_checks import check_image_shape, check_row_counts, check_vector_width
@@ -44,8 +50,9 @@ class LeRobotDataset(torch.utils.data.Dataset):
         embodiment: embodiment spec: a YAML/JSON file path or an inline mapping (cameras, state,
             action, norms, embodiment_id); None = every camera, observation.state and action.
         chunk_size: actions per sample (the model's horizon T): frames t, t+1, ..., t+T-1 of the episode.
-        delta_timestamps: lerobot-style alternative to chunk_size, {action_key: [offsets in seconds]}
-            (e.g. [0, 0.1, 0.2]); offsets must be multiples of 1/fps.
+        delta_timestamps: lerobot's {key: [offsets in seconds]}, multiples of 1/fps. On the action keys an
+            alternative to chunk_size (e.g. [0, 0.1, 0.2]); on every camera and state key the observation history
+            (the same offsets for all, strictly increasing, ending at 0, e.g. [-0.2, -0.1, 0.0]).
         episodes: episode indices to use; None = all.
         tolerance_s: largest allowed gap between a requested time and a decoded video frame (and for delta_timestamps).
         video_cache_mb: memory for decoded video frames (per DataLoader worker).
@@ -67,12 +74,18 @@ class LeRobotDataset(torch.utils.data.Dataset):
         where = f"the dataset at '{self.root}'"
         self.embodiment: EmbodimentSpec = EmbodimentSpec.load(embodiment).resolve(self.meta.features, where)
         self.episodes: list[EpisodeInfo] = self._select_episodes(episodes)
-        self.offsets = self._action_offsets(chunk_size, delta_timestamps)
+        self.offsets, self.history_offsets = self._offsets(chunk_size, delta_timestamps)
         self._load_columns()
         self._videos = VideoFrameReader(tolerance_s=tolerance_s, cache_mb=video_cache_mb)
         self._image_columns: OrderedDict[tuple[int, str], Any] = OrderedDict()
         self._stats: dict[str, dict[str, np.ndarray]] | None = None
         self._check_image_shapes()
+
+    @staticmethod
+    def observation_history_length(spec: dict[str, Any]) -> int:
+        """T_obs that a `data` spec asks for (0 = no history), from the config alone
+        (vla_core.config.history checks it against the head)."""
+        return observation_history_length(spec)
 
     # ---- setup ---------------------------------------------------------------------------
     def _select_episodes(self, wanted: list[int] | None) -> list[EpisodeInfo]:
@@ -87,40 +100,28 @@ class LeRobotDataset(torch.utils.data.Dataset):
             )
         return [by_index[i] for i in sorted(set(wanted))]
 
-    def _action_offsets(self, chunk_size: int | None, delta_timestamps: dict[str, list[float]] | None) -> np.ndarray:
-        """Frame offsets of the action chunk relative to the current frame, (T,) int."""
-        if delta_timestamps is None:
+    def _offsets(
+        self, chunk_size: int | None, delta_timestamps: dict[str, list[float]] | None
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """Frame offsets relative to the current frame: of the action chunk, (T,) int, and of
+        the observation history, (T_obs,) int or None without history."""
+        actions, history = None, None
+        if delta_timestamps is not None:
+            observation_keys = [*(self.embodiment.cameras or []), *self.embodiment.state_keys]
+            actions, history = split_delta_timestamps(
+                delta_timestamps, self.embodiment.action_keys, observation_keys, self.meta.fps, self.tolerance_s
+            )
+        if actions is None:
             size = 1 if chunk_size is None else chunk_size
             if size < 1:
                 raise DataError(f"chunk_size must be at least 1, got {size}.")
-            return np.arange(size)
-        action_keys = self.embodiment.action_keys
-        unknown = [k for k in delta_timestamps if k not in action_keys]
-        if unknown:
+            return np.arange(size), history
+        if chunk_size is not None and chunk_size != len(actions):
             raise DataError(
-                f"delta_timestamps has keys {unknown}; only the action keys ({', '.join(action_keys)}) take chunks "
-                "(observation history is not part of the sample schema). Remove them."
+                f"chunk_size={chunk_size} but delta_timestamps gives {len(actions)} action offsets; set only one "
+                "of them."
             )
-        lists = [list(delta_timestamps.get(k, [])) for k in action_keys]
-        if any(v != lists[0] for v in lists) or not lists[0]:
-            raise DataError(
-                "delta_timestamps must give the same non-empty offsets for every action key "
-                f"({', '.join(action_keys)}); "
-                f"got {delta_timestamps}."
-            )
-        fps = self.meta.fps
-        offsets = np.array([round(d * fps) for d in lists[0]])
-        off_grid = [d for d in lists[0] if abs(d * fps - round(d * fps)) / fps > self.tolerance_s]
-        if off_grid:
-            raise DataError(
-                f"delta_timestamps {off_grid} are not multiples of 1/fps = {1 / fps:.6f}s (within tolerance_s="
-                f"{self.tolerance_s}); use multiples of the frame period."
-            )
-        if chunk_size is not None and chunk_size != len(offsets):
-            raise DataError(
-                f"chunk_size={chunk_size} but delta_timestamps gives {len(offsets)} offsets; set only one of them."
-            )
-        return offsets
+        return actions, history
 
     def _load_columns(self) -> None:
         import pyarrow.parquet as pq
@@ -200,17 +201,27 @@ class LeRobotDataset(torch.utils.data.Dataset):
         i = int(i) % n
         ordinal = int(self._episode_ordinal[i])
         start, end = int(self._starts[ordinal]), int(self._ends[ordinal])
-        query = i + self.offsets
-        is_pad = (query < start) | (query >= end)
-        query = np.clip(query, start, end - 1)
+        query, is_pad = query_indices(i, self.offsets, start, end)
         cols = self._columns
-        state = np.concatenate([cols[k][i].reshape(-1) for k in self.embodiment.state_keys]).astype(np.float32)
         actions = np.concatenate(
             [cols[k][query].reshape(len(query), -1) for k in self.embodiment.action_keys], axis=1
         ).astype(np.float32)
+        history: dict[str, Any] = {}
+        if self.history_offsets is None:
+            rows = np.array([i])
+        else:
+            rows, obs_pad = query_indices(i, self.history_offsets, start, end)
+            history["observation_is_pad"] = obs_pad
+        state = np.concatenate(
+            [cols[k][rows].reshape(len(rows), -1) for k in self.embodiment.state_keys], axis=1
+        ).astype(np.float32)
+        images = {cam: self._images(cam, rows, ordinal) for cam in self.embodiment.cameras or []}
+        if self.history_offsets is None:  # no history axis: one frame, the schema without T_obs
+            state, images = state[0], {cam: frames[0] for cam, frames in images.items()}
         return {
-            "images": {cam: self._image(cam, i, ordinal) for cam in self.embodiment.cameras or []},
+            "images": images,
             "state": state,
+            **history,
             "actions": actions,
             "action_is_pad": is_pad,
             "task": self.meta.tasks[int(cols["task_index"][i])],
@@ -221,17 +232,24 @@ class LeRobotDataset(torch.utils.data.Dataset):
             "embodiment_id": self.embodiment.embodiment_id,
         }
 
-    def _image(self, key: str, i: int, ordinal: int) -> np.ndarray:
+    def _images(self, key: str, rows: np.ndarray, ordinal: int) -> np.ndarray:
+        """uint8 (len(rows), H, W, 3): camera `key` at sample positions `rows` of one episode.
+        Video frames are read at the rows' own timestamps (lerobot's `_get_query_timestamps`:
+        a clamped row reads its frame, not the requested time)."""
         if self.meta.features[key]["dtype"] == "video":
             path, start = self.episodes[ordinal].videos[key]
-            time = start + float(self._columns["timestamp"][i])
-            frame = int(self._columns["frame_index"][i])
+            times = [start + float(self._columns["timestamp"][r]) for r in rows]
+            frame_indices = [int(self._columns["frame_index"][r]) for r in rows]
             episode = self.episodes[ordinal].index
-            where = f"camera '{key}', episode {episode}, frame {frame} (t={time:.3f}s in the video)"
-            return self._videos.frames(path, [time], where=where)[0]
-        file_id, row = int(self._columns["_file"][i]), int(self._columns["_row"][i])
-        column = self._image_column(file_id, key)
-        return decode_png(column[row].as_py(), where=f"{self._files[file_id]} row {row} column '{key}'")
+            where = (f"camera '{key}', episode {episode}, frame(s) {frame_indices} "
+                     f"(t={', '.join(f'{t:.3f}' for t in times)}s in the video)")
+            return np.stack(self._videos.frames(path, times, where=where))
+        frames = []
+        for r in rows:
+            file_id, row = int(self._columns["_file"][r]), int(self._columns["_row"][r])
+            column = self._image_column(file_id, key)
+            frames.append(decode_png(column[row].as_py(), where=f"{self._files[file_id]} row {row} column '{key}'"))
+        return np.stack(frames)
 
     def _image_column(self, file_id: int, key: str) -> Any:
         """The `bytes` child of an inline image column of one data file (LRU-cached)."""
@@ -275,6 +293,11 @@ class LeRobotDataset(torch.utils.data.Dataset):
     def chunk_size(self) -> int:
         """T, the number of actions per sample."""
         return len(self.offsets)
+
+    @property
+    def n_obs_steps(self) -> int | None:
+        """T_obs, the frames of observation history per sample; None without history (no time axis)."""
+        return None if self.history_offsets is None else len(self.history_offsets)
 
     @property
     def camera_keys(self) -> list[str]:
@@ -337,7 +360,7 @@ class LeRobotDataset(torch.utils.data.Dataset):
         return (
             f"LeRobotDataset(root='{self.root}', version={self.meta.version}, episodes={self.num_episodes}, "
             f"frames={len(self)}, cameras={self.camera_keys}, state_dim={self.state_dim}, "
-            f"action_dim={self.action_dim}, chunk_size={self.chunk_size})"
+            f"action_dim={self.action_dim}, chunk_size={self.chunk_size}, n_obs_steps={self.n_obs_steps})"
         )
 
 

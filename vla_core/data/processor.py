@@ -15,6 +15,11 @@ A raw sample (from LeRobotDataset) or observation (from a robot/env) is
 `{"images": {camera: uint8 (H, W, 3)}, "task": str, "state": (state_dim,)}` plus, for
 training, `"actions": (T, action_dim)` and `"action_is_pad": (T,)`. Images may also be float
 in [0, 1], HWC or CHW (lerobot's convention).
+
+With observation history the raw sample has `"observation_is_pad": (T_obs,)`, its images are
+(T_obs, H, W, 3) (or (T_obs, 3, H, W)) and its state (T_obs, state_dim); the processed sample
+then has images (T_obs, N_cam, 3, H, W), img_masks (T_obs, N_cam), states (T_obs,
+max_state_dim) and obs_masks (T_obs,) = not padded (vla_core.data.schema).
 """
 
 from __future__ import annotations
@@ -191,21 +196,32 @@ class VLAProcessor:
         (N_cam,), lang_tokens/lang_masks (L,), states (max_state_dim,), embodiment_id (); with
         actions in `raw` also actions (T, max_action_dim) and action_masks (T,)."""
         embodiment = self._fitted()
-        images, img_masks = self.images(raw.get("images") or {})
+        history = raw.get("observation_is_pad")
+        if history is None:
+            images, img_masks = self.images(raw.get("images") or {})
+        else:
+            images, img_masks = self.history_images(raw.get("images") or {}, len(history))
         if "task" not in raw:
             raise DataError("the observation has no 'task' (the instruction string).")
         assert self.tokenizer is not None
         lang_tokens, lang_masks = self.tokenizer.encode(self.prompt(str(raw["task"])), self.max_lang_len)
         if "state" not in raw:
             raise DataError(f"the observation has no 'state' ({self.state_dim} values: {embodiment.state_keys}).")
+        states = self._normalize(raw["state"], "state", self.max_state_dim)
+        expected_rank = 1 if history is None else 2
+        if states.ndim != expected_rank or (history is not None and states.shape[0] != len(history)):
+            what = "(state_dim,)" if history is None else f"(T_obs={len(history)}, state_dim) with history"
+            raise DataError(f"'state' has shape {tuple(np.shape(raw['state']))}; expected {what}.")
         out = {
             "images": images,
             "img_masks": img_masks,
             "lang_tokens": lang_tokens,
             "lang_masks": lang_masks,
-            "states": self._normalize(raw["state"], "state", self.max_state_dim),
+            "states": states,
             "embodiment_id": torch.tensor(int(raw.get("embodiment_id", embodiment.embodiment_id)), dtype=torch.int64),
         }
+        if history is not None:
+            out["obs_masks"] = ~torch.as_tensor(np.asarray(history, dtype=bool))
         if raw.get("actions") is not None:
             actions = _as_float64(raw["actions"], "actions")
             if actions.ndim != 2 or actions.shape[0] != self.chunk_size:
@@ -240,6 +256,18 @@ class VLAProcessor:
         if not out:
             return torch.zeros(0, 3, height, width), torch.zeros(0, dtype=torch.bool)
         return torch.stack(out).float(), torch.tensor(masks, dtype=torch.bool)
+
+    def history_images(self, images: dict[str, Any], length: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """{camera: (T_obs, H, W, 3) or (T_obs, 3, H, W)} -> (T_obs, N_cam, 3, H, W) float32
+        normalised, (T_obs, N_cam) bool present; each frame goes through `images`."""
+        for camera, frames in images.items():
+            if np.ndim(frames) != 4 or len(frames) != length:
+                raise DataError(
+                    f"with observation history every image must be (T_obs={length}, H, W, 3) or (T_obs, 3, H, W); "
+                    f"camera '{camera}' has shape {tuple(np.shape(frames))}."
+                )
+        per_frame = [self.images({camera: frames[t] for camera, frames in images.items()}) for t in range(length)]
+        return torch.stack([f[0] for f in per_frame]), torch.stack([f[1] for f in per_frame])
 
     def _resize(self, pixels: torch.Tensor) -> torch.Tensor:
         """(3, h, w) in [0, 1] -> (3, H, W): bilinear with antialiasing (or fit + centred pad)."""

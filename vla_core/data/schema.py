@@ -13,6 +13,18 @@ Batch keys (B batch, N_cam cameras, L language tokens, T chunk length):
 
 A processed sample has the same keys without the leading B. The keys are the VLA's
 `forward`/`predict_action` argument names, so a batch passes as `vla(**batch)`.
+
+With observation history (T_obs frames per sample, oldest first, the last one current; the
+dataset's `delta_timestamps` on its cameras and state keys) three keys gain a time axis
+after B and one key is added; the others are unchanged:
+
+    images          (B, T_obs, N_cam, C, H, W) float32
+    img_masks       (B, T_obs, N_cam)          bool
+    states          (B, T_obs, max_state_dim)  float32
+    obs_masks       (B, T_obs)                 bool, False for frames before the episode start
+                                               (padding: they repeat the episode's first frame)
+
+A batch has history exactly when it has `obs_masks`.
 """
 
 from __future__ import annotations
@@ -35,9 +47,27 @@ SAMPLE_SCHEMA: dict[str, tuple[tuple[str, ...], torch.dtype]] = {
     "action_masks": (("T",), torch.bool),
     "embodiment_id": ((), torch.int64),
 }
+#: The keys that differ with observation history (a T_obs axis after B), and `obs_masks`.
+HISTORY_SCHEMA: dict[str, tuple[tuple[str, ...], torch.dtype]] = {
+    "images": (("T_obs", "N_cam", "C", "H", "W"), torch.float32),
+    "img_masks": (("T_obs", "N_cam"), torch.bool),
+    "states": (("T_obs", "max_state_dim"), torch.float32),
+    "obs_masks": (("T_obs",), torch.bool),
+}
+HISTORY_KEY = "obs_masks"
 BATCH_KEYS: tuple[str, ...] = tuple(SAMPLE_SCHEMA)
 #: What inference needs (no targets).
 OBSERVATION_KEYS: tuple[str, ...] = tuple(k for k in BATCH_KEYS if k not in ("actions", "action_masks"))
+
+
+def has_history(batch: Mapping[str, Any]) -> bool:
+    """Whether a batch (or processed sample) carries observation history (it has `obs_masks`)."""
+    return HISTORY_KEY in batch
+
+
+def batch_schema(history: bool) -> dict[str, tuple[tuple[str, ...], torch.dtype]]:
+    """key -> (dims without B, dtype) of a batch without or with observation history."""
+    return {**SAMPLE_SCHEMA, **HISTORY_SCHEMA} if history else dict(SAMPLE_SCHEMA)
 
 
 def collate(samples: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
@@ -50,7 +80,7 @@ def collate(samples: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         if list(sample) != keys and set(sample) != set(keys):
             raise DataError(
                 f"collate: sample {i} has keys {sorted(sample)} but sample 0 has {sorted(keys)}; samples with and "
-                "without actions cannot share a batch."
+                f"without actions, or with and without observation history ('{HISTORY_KEY}'), cannot share a batch."
             )
     batch: dict[str, Any] = {}
     for key in keys:
@@ -60,7 +90,8 @@ def collate(samples: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
             if len(shapes) > 1:
                 raise DataError(
                     f"collate: '{key}' has different shapes across samples {sorted(shapes)}; the processor must pad "
-                    "every sample to the same size (same cameras, image size, max_lang_len, chunk size)."
+                    "every sample to the same size (same cameras, image size, max_lang_len, chunk size, history "
+                    "length T_obs)."
                 )
             batch[key] = torch.stack(values)
         else:
@@ -69,10 +100,12 @@ def collate(samples: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
 
 
 def check_batch(batch: Mapping[str, Any], require_actions: bool = True) -> None:
-    """Raise DataError naming every schema key that is missing or has the wrong rank/dtype."""
+    """Raise DataError naming every schema key that is missing or has the wrong rank/dtype;
+    with observation history (`obs_masks` present) also a T_obs that differs between keys."""
     problems = []
     batch_size = None
-    for key, (dims, dtype) in SAMPLE_SCHEMA.items():
+    history = has_history(batch)
+    for key, (dims, dtype) in batch_schema(history).items():
         if key not in batch:
             if require_actions or key in OBSERVATION_KEYS:
                 problems.append(f"'{key}' is missing")
@@ -89,5 +122,13 @@ def check_batch(batch: Mapping[str, Any], require_actions: bool = True) -> None:
             batch_size = value.shape[0] if value.ndim else None
         elif value.ndim and value.shape[0] != batch_size:
             problems.append(f"'{key}' has batch size {value.shape[0]}, others {batch_size}")
+    if history:
+        lengths = {
+            key: batch[key].shape[1]
+            for key in HISTORY_SCHEMA
+            if isinstance(batch.get(key), torch.Tensor) and batch[key].ndim >= 2
+        }
+        if len(set(lengths.values())) > 1:
+            problems.append(f"the history length T_obs (dim 1) differs between keys: {lengths}")
     if problems:
         raise DataError("the batch does not follow the sample schema: " + "; ".join(problems) + ".")

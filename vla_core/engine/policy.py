@@ -74,6 +74,16 @@ class Policy:
         policy.checkpoint = checkpoint
         return policy
 
+    def reset(self) -> None:
+        """Start a new episode (or session): the VLA's `reset()` when it has one, so a stateful
+        head forgets the previous episode's frames or recurrent state (`BaseVLA.reset` resets
+        every part that defines one). Call it before the first observation of every episode.
+        A policy holds no other per-episode state; callers that want reproducible sampling
+        pass `noise`."""
+        reset = getattr(self.vla, "reset", None)
+        if callable(reset):
+            reset()
+
     def model_inputs(self, observations: list[dict[str, Any]]) -> dict[str, Any]:
         """Raw observations -> a batch of model inputs on the device (no action targets)."""
         samples = []
@@ -97,15 +107,6 @@ class Policy:
         with self.precision.autocast():
             normalised = self.vla.predict_action(**inputs)
         return np.asarray(self.processor.unnormalize_actions(normalised.float().cpu()))
-
-    def reset(self) -> None:
-        """Start a new episode: calls `reset()` on the VLA and on its action head where they
-        define one (stateful heads, cached prefixes, chunk buffers). A policy holds no other
-        per-episode state; callers that want reproducible sampling pass `noise`."""
-        for part in (self.vla, getattr(self.vla, "vla_head", None)):
-            reset = getattr(part, "reset", None)
-            if callable(reset):
-                reset()
 
     def act(self, observation: dict[str, Any], noise: torch.Tensor | None = None) -> np.ndarray:
         """One observation ({"images": {camera: uint8 (H, W, 3)}, "state": (state_dim,),

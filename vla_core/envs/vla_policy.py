@@ -39,7 +39,9 @@ class VLAPolicy:
     """Queries a VLA checkpoint for action chunks (T, action_dim) in robot units.
 
     Generative heads get their noise from a generator re-seeded at every `reset()` with
-    (seed, episode number), so an evaluation is reproducible.
+    (seed, episode number), so an evaluation is reproducible. `reset()` (the rollout loop
+    calls it before every episode) also resets the policy, so a stateful head starts each
+    episode with an empty window.
 
     Args:
         policy: a `vla_core.engine.policy.Policy` (model + processor).
@@ -66,6 +68,8 @@ class VLAPolicy:
         return cls(policy, spec, seed, source=f"'{policy.checkpoint}'")
 
     def reset(self) -> None:
+        """A new episode: the model's state (`Policy.reset()`) and a fresh noise generator."""
+        self.policy.reset()
         self.generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.episodes)
         self.episodes += 1
 

@@ -44,6 +44,8 @@ class BaseVLA(nn.Module):
     #: Capabilities the engine and `vla info` read.
     supports_compile: bool = False
     supports_kv_cache: bool = False
+    #: Reads batches with observation history (images (B, T_obs, N_cam, C, H, W), `obs_masks`).
+    supports_history: bool = False
 
     def __init__(
         self,
@@ -128,6 +130,15 @@ class BaseVLA(nn.Module):
             if module is not self and callable(declared):
                 unit_types |= set(declared())
         return unit_types
+
+    def reset(self) -> None:
+        """Start a new episode: calls `reset()` on every part that has one (a stateful head
+        drops its window of frames or its recurrent state). `Policy.reset()`, `vla eval`
+        (every episode) and the server (every session) call it."""
+        for child in self.children():
+            reset = getattr(child, "reset", None)
+            if callable(reset):
+                reset()
 
     # ---- saving --------------------------------------------------------------------
     @property

@@ -5,6 +5,10 @@ Two ways to get features:
     optional projector to the head's width (GR00T N1.5 = Eagle + flow head);
   * LLaVA style: `vision_backbone` on every camera, `projector` to the LLM width, image
     tokens followed by the instruction tokens through `llm_backbone`.
+
+With observation history (a batch with `obs_masks`, images (B, T_obs, N_cam, C, H, W)) the
+backbone runs on every frame with time folded into the batch, so any backbone works
+unchanged, and the head reads per-frame features (B, T_obs, S, D) with their masks.
 """
 
 from __future__ import annotations
@@ -23,7 +27,11 @@ class LlavaVLA(BaseVLA):
 
     Give either `vlm_backbone`, or `vision_backbone` + `projector` + `llm_backbone`; and a
     `vla_head` whose input width is the backbone's hidden size (or the projector's out_dim).
+    With observation history the backbone encodes every frame and a history head reads them.
     """
+
+    #: Batches with observation history are encoded frame by frame (see `encode_history`).
+    supports_history: bool = True
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -70,6 +78,31 @@ class LlavaVLA(BaseVLA):
         mask = torch.cat([image_mask, lang_masks.bool()], dim=1)
         return self.llm_backbone(embeds, mask)
 
+    def encode_history(
+        self, images: torch.Tensor, lang_tokens: torch.Tensor, lang_masks: torch.Tensor, img_masks: torch.Tensor
+    ) -> BackboneOutput:
+        """images (B, T_obs, N_cam, C, H, W), lang_tokens/lang_masks (B, L), img_masks (B, T_obs,
+        N_cam) -> features (B, T_obs, S, D) and mask (B, T_obs, S): every frame through `encode`
+        with time folded into the batch (the instruction repeated per frame)."""
+        batch, steps = images.shape[:2]
+        out = self.encode(
+            images.flatten(0, 1),
+            lang_tokens.repeat_interleave(steps, dim=0),
+            lang_masks.repeat_interleave(steps, dim=0),
+            img_masks.flatten(0, 1),
+        )
+        features, mask = out.features.unflatten(0, (batch, steps)), out.mask.unflatten(0, (batch, steps))
+        return BackboneOutput(features, mask, out.extra)
+
+    def _features(
+        self, images: torch.Tensor, lang_tokens: torch.Tensor, lang_masks: torch.Tensor, img_masks: torch.Tensor,
+        kwargs: dict[str, Any],
+    ) -> BackboneOutput:
+        """`encode_history` for a batch with observation history (`obs_masks` in kwargs), else `encode`."""
+        if kwargs.get("obs_masks") is not None:
+            return self.encode_history(images, lang_tokens, lang_masks, img_masks)
+        return self.encode(images, lang_tokens, lang_masks, img_masks)
+
     def forward(
         self,
         images: torch.Tensor,
@@ -82,7 +115,7 @@ class LlavaVLA(BaseVLA):
         **kwargs: Any,
     ) -> dict[str, torch.Tensor]:
         """Batch tensors (see vla_core.protocols.VLA) -> {"loss", "pred_actions" (B, T, A), ...}."""
-        out = self.encode(images, lang_tokens, lang_masks, img_masks)
+        out = self._features(images, lang_tokens, lang_masks, img_masks, kwargs)
         return self.vla_head(out.features, states, out.mask, actions, action_masks, **kwargs)
 
     @torch.no_grad()
@@ -95,6 +128,8 @@ class LlavaVLA(BaseVLA):
         states: torch.Tensor,
         **kwargs: Any,
     ) -> torch.Tensor:
-        """Observation tensors -> (B, T, A) normalised actions; `noise=` passes to generative heads."""
-        out = self.encode(images, lang_tokens, lang_masks, img_masks)
+        """Observation tensors -> (B, T, A) normalised actions; `noise=` passes to generative heads.
+        A single frame (no `obs_masks`) given to a stateful head is the next frame of its
+        episode: the head adds it to its window (`reset()` starts a new episode)."""
+        out = self._features(images, lang_tokens, lang_masks, img_masks, kwargs)
         return self.vla_head.predict_action(out.features, states, out.mask, **kwargs)

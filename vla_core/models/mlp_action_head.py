@@ -29,6 +29,9 @@ class MLPActionHead(nn.Module):
         dropout: dropout between hidden layers.
     """
 
+    #: Reads one frame: the data must not give observation history (`vla config validate` checks).
+    supports_history: bool = False
+
     def __init__(
         self,
         input_dim: int,
