@@ -183,7 +183,7 @@ class LeRobotDataset(torch.utils.data.Dataset):
             return
         first = self.episodes[0]
         for key in self.embodiment.cameras or []:
-            image = self._image(key, 0, 0)
+            image = self._images(key, np.zeros(1, dtype=np.int64), 0)[0]
             if self.meta.features[key]["dtype"] == "video":
                 source = f"video '{first.videos[key][0]}'"
             else:
@@ -241,8 +241,9 @@ class LeRobotDataset(torch.utils.data.Dataset):
             times = [start + float(self._columns["timestamp"][r]) for r in rows]
             frame_indices = [int(self._columns["frame_index"][r]) for r in rows]
             episode = self.episodes[ordinal].index
-            where = (f"camera '{key}', episode {episode}, frame(s) {frame_indices} "
-                     f"(t={', '.join(f'{t:.3f}' for t in times)}s in the video)")
+            which = f"frame {frame_indices[0]}" if len(rows) == 1 else f"frames {frame_indices}"
+            at = ", ".join(f"{t:.3f}" for t in times)
+            where = f"camera '{key}', episode {episode}, {which} (t={at}s in the video)"
             return np.stack(self._videos.frames(path, times, where=where))
         frames = []
         for r in rows:
