@@ -10,6 +10,8 @@ Fixtures:
 Functions:
     assert_plugin_is_light(dist)   listing and importing the plugin's packages leaves torch unimported.
     check_action_head(head, ...)   the action-head contract: shapes, finite loss, gradients, masking.
+    check_vlm_backbone, check_vision_backbone, check_llm_backbone, check_projector
+                                   the other contracts (vla_core/testing_checks.py).
 
 This module is imported by pytest in every environment where vla-core is installed, so
 it imports nothing heavy at module level.
@@ -24,6 +26,11 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+
+from vla_core.testing_checks import check_llm_backbone, check_projector, check_vision_backbone, check_vlm_backbone
+
+__all__ = ["assert_plugin_is_light", "check_action_head", "check_llm_backbone", "check_projector",
+           "check_vision_backbone", "check_vlm_backbone", "make_tiny_batch", "tiny_vla_spec"]
 
 
 def assert_plugin_is_light(dist: str) -> None:

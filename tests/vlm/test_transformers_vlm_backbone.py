@@ -182,3 +182,23 @@ def test_training_refuses_a_processor_with_other_image_statistics(model_dirs: di
     check_image_preprocessing(vla, VLAProcessor(**settings))
     with pytest.raises(ConfigError, match=r"model.processor.image_mean: .*set model.processor.image_mean"):
         check_image_preprocessing(vla, VLAProcessor(image_size=28, image_mean=[0.485, 0.456, 0.406], image_std=0.5))
+
+
+def test_contract_checks_pass_for_the_transformers_backbones(model_dirs: dict[str, Path]) -> None:
+    from transformers import AutoTokenizer
+
+    from vla_core.testing import check_llm_backbone, check_projector, check_vision_backbone, check_vlm_backbone
+
+    backbone = build_component("vlm_backbones", backbone_spec("gemma3", model_dirs["gemma3"]))
+    ids = AutoTokenizer.from_pretrained(model_dirs["gemma3"])(TASK)["input_ids"]
+    check_vlm_backbone(backbone, backbone.image_size, ids)
+    spec = tiny_vla_spec_parts()
+    check_vision_backbone(build_component("vision_backbones", spec["vision_backbone"]), (32, 32))
+    check_llm_backbone(build_component("llm_backbones", spec["llm_backbone"]), vocab_size=64)
+    check_projector(build_component("projectors", spec["projector"]))
+
+
+def tiny_vla_spec_parts() -> dict[str, Any]:
+    from vla_core.testing import tiny_vla_spec
+
+    return tiny_vla_spec()
