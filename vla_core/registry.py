@@ -54,6 +54,10 @@ KNOWN_PROVIDERS: dict[str, str] = {
     "OpenVLAOFT": "vla-openvla",
     "PrismaticVisionBackbone": "vla-openvla",
     "PrismaticProjector": "vla-openvla",
+    "DinoSigLIPViTBackbone": "vla-openvla",
+    "LLaMa2LLMBackbone": "vla-openvla",
+    "FusedMLPProjector": "vla-openvla",
+    "OpenVLAHead": "vla-openvla",
     "L1RegressionActionHead": "vla-openvla",
     "MetaWorld": "vla-metaworld",
 }

@@ -13,6 +13,8 @@ Functions:
                                    for a head that reads history (supports_history) also
     check_stateful_head(head, ...) windows with padded frames, and online one-frame-at-a-time
                                    prediction equal to the batched one over the same window.
+    check_vlm_backbone, check_vision_backbone, check_llm_backbone, check_projector
+                                   the other contracts (vla_core/testing_checks.py).
 
 This module is imported by pytest in every environment where vla-core is installed, so
 it imports nothing heavy at module level.
@@ -27,6 +29,11 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+
+from vla_core.testing_checks import check_llm_backbone, check_projector, check_vision_backbone, check_vlm_backbone
+
+__all__ = ["assert_plugin_is_light", "check_action_head", "check_llm_backbone", "check_projector",
+           "check_vision_backbone", "check_vlm_backbone", "make_tiny_batch", "tiny_vla_spec"]
 
 
 def assert_plugin_is_light(dist: str) -> None:

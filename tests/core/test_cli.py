@@ -38,7 +38,7 @@ BAD_INPUTS = {
     "missing file": (None, "does not exist"),
     "yaml syntax": ("model:\n  type: LlavaVLA\n  vla_head: {type: MLPActionHead\n", "YAML syntax error at line"),
     "unknown type": (GOOD.replace("type: MLPActionHead", "type: MLPActonHead"),
-                     "model.vla_head.type: Unknown heads component 'MLPActonHead'. Did you mean 'MLPActionHead'?"),
+                     "model.vla_head.type: Unknown heads component 'MLPActonHead'. Did you mean 'MLPActionHead'"),
     "unknown key": (GOOD.replace("chunk_size: 4", "chunk_sise: 4"),
                     "model.vla_head.chunk_sise: unknown parameter 'chunk_sise' for MLPActionHead. Did you mean"),
     "wrong type": (GOOD.replace("chunk_size: 4", "chunk_size: four"), "model.vla_head.chunk_size: Input should be"),

@@ -17,6 +17,8 @@ def build_cmd(
         help="Print the module tree to this depth instead: dotted names as LoRA target_modules matches them, "
         "classes, parameter counts.",
     ),
+    device: str = typer.Option("cpu", "--device", help="Build on this device; 'meta' allocates no memory (shapes "
+                               "and parameter counts only)."),
 ) -> None:
     """Build the model of a run config and print its component tree with parameter counts
     (the config is validated first, widths included: nothing is built from a config that cannot run)."""
@@ -24,15 +26,20 @@ def build_cmd(
     from rich.console import Console
 
     from vla_core.config.loading import load_config
+    from vla_core.errors import ConfigError
     from vla_core.models.build import build_vla
     from vla_core.models.summary import component_tree, module_tree, random_observation
 
     console = Console()
     config = load_config(path, overrides)
     torch.manual_seed(seed)
-    with console.status("building the model"):
+    if device == "meta" and predict:
+        raise ConfigError("--predict needs real weights; drop it with --device meta.", "--device")
+    with console.status("building the model"), torch.device(device):
         vla = build_vla(config.model)
     console.print(component_tree(vla) if depth is None else module_tree(vla, depth))
+    if device == "meta":
+        console.print(f"parameters: {sum(p.numel() for p in vla.parameters())}")
     if predict:
         observation = random_observation(vla, seed=seed)
         actions = vla.eval().predict_action(**observation)

@@ -160,6 +160,7 @@ def check_model_fits_processor(vla: nn.Module, processor: Any) -> None:
                 f"would be silently dropped; set {model_names[0]} (or max_{data_name}) to at least {data_dim}.",
                 f"{path}.{model_names[0]}",
             )
+    check_image_preprocessing(vla, processor)
     chunk, model_chunk = _fact(processor, "chunk_size"), _fact(model, "chunk_size", "traj_length", "n_action_steps")
     if chunk and model_chunk and model_chunk > chunk:
         raise ConfigError(
@@ -167,6 +168,31 @@ def check_model_fits_processor(vla: nn.Module, processor: Any) -> None:
             "same chunk size in model.processor, data and the head.",
             f"{path}.chunk_size",
         )
+
+
+def check_image_preprocessing(vla: nn.Module, processor: Any) -> None:
+    """A backbone that declares the images it expects (`processor_settings()`: image_size,
+    image_mean, image_std, as TransformersVLMBackbone reads them from the model's saved image
+    processor) must get them so from the processor: a different mean/std trains silently wrong."""
+    for module in vla.modules():
+        settings = getattr(module, "processor_settings", None)
+        if not callable(settings):
+            continue
+        wanted = settings()
+        for name, value in wanted.items():
+            have = getattr(processor, name, None)
+            if have is None:
+                continue
+            have_list = [float(v) for v in (have.tolist() if hasattr(have, "tolist") else have)]
+            differs = len(have_list) != len(value) or any(
+                abs(a - float(b)) > 1e-6 for a, b in zip(have_list, value, strict=True)
+            )
+            if differs:
+                raise ConfigError(
+                    f"the processor's {name} is {have_list} but the backbone ({type(module).__name__}) was trained "
+                    f"with {list(value)} (its model's image processor); set model.processor.{name}: {list(value)}.",
+                    f"model.processor.{name}",
+                )
 
 
 def seed_training_rng(seed: int, rank: int) -> None:

@@ -150,6 +150,12 @@ class BaseVLA(nn.Module):
                 f"this {type(self).__name__} was constructed directly, so its config is unknown; "
                 "build it with vla_core.build_vla(spec) to be able to save it."
             )
+        spec = dict(spec)
+        for name in ("vlm_backbone", "vision_backbone", "llm_backbone", "projector", "vla_head"):
+            part = getattr(self, name, None)
+            # A part that resolved its architecture from a directory saves the resolved spec.
+            if callable(getattr(part, "resolved_parameters", None)) and isinstance(spec.get(name), dict):
+                spec[name] = part.component_spec
         return spec
 
     def write_pretrained(

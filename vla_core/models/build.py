@@ -18,7 +18,9 @@ def build_component(kind: str, spec: Mapping[str, Any] | nn.Module, path: str | 
 
     An already-built module passes through unchanged, so Python users can hand in
     objects where a config would hold a spec. The resolved spec (defaults filled in) is
-    kept on the object as `component_spec`.
+    kept on the object as `component_spec`. A component that reads its architecture from
+    elsewhere (a model directory) returns those values from `resolved_parameters()`; they
+    are merged into `component_spec`, so a saved spec rebuilds it without that directory.
     """
     if isinstance(spec, nn.Module):
         return spec
@@ -26,6 +28,9 @@ def build_component(kind: str, spec: Mapping[str, Any] | nn.Module, path: str | 
     cls = registry.load(kind, resolved["type"])
     kwargs = {k: v for k, v in resolved.items() if k != "type"}
     component = cls(**kwargs)
+    resolve = getattr(component, "resolved_parameters", None)
+    if callable(resolve):  # what a directory contributed (architecture, layout), so the spec stands alone
+        resolved = {**resolved, **resolve()}
     with contextlib.suppress(AttributeError):  # objects with __slots__ cannot carry it
         component.component_spec = resolved
     return component

@@ -24,7 +24,12 @@ from vla_core.models.packed_linear import packed_linears
 from vla_core.protocols import BackboneOutput
 from vla_eagle.eagle_model import EagleModel
 from vla_eagle.image_tokens import prepend_image_tokens, scatter_into_placeholders
-from vla_eagle.presets import GROOT_N15_IMAGE_TOKEN_ID, GROOT_N15_SELECT_LAYER, resolve_configs
+from vla_eagle.presets import (
+    GROOT_N15_IMAGE_TOKEN_ID,
+    GROOT_N15_SELECT_LAYER,
+    configs_from_directory,
+    resolve_configs,
+)
 
 
 class EagleBackbone(nn.Module):
@@ -63,6 +68,9 @@ class EagleBackbone(nn.Module):
             (GR00T N1.5: false).
         tune_visual: train the vision tower and mlp1; when false they are frozen and kept in eval
             mode (GR00T N1.5: true).
+        vlm_path: FluxVLA's Eagle 2.5 model directory; its config.json's vision_config / text_config
+            (the architecture, as FluxVLA reads it) replace the preset's, under vision_config /
+            text_config. No weights are read from it (load them with pretrained_name_or_path).
         prepack_weights: on CPU with grad disabled (inference, e.g. under a VLA's predict_action),
             forward runs every large linear layer (SigLIP, mlp1, the language model, eagle_linear) through
             oneDNN with its weight packed once and cached (2x faster products in fp32 than torch's default
@@ -87,8 +95,11 @@ class EagleBackbone(nn.Module):
         tune_llm: bool = True,
         tune_visual: bool = True,
         prepack_weights: bool = True,
+        vlm_path: str | None = None,
     ) -> None:
         super().__init__()
+        if vlm_path is not None:
+            vision_config, text_config = configs_from_directory(vlm_path, vision_config, text_config)
         vision, text = resolve_configs(preset, vision_config, text_config)
         full_depth = text.get("num_hidden_layers", select_layer)
         if not 1 <= select_layer <= full_depth:

@@ -61,3 +61,28 @@ def resolve_configs(
     """(vision, text) transformers config kwargs: the preset's, updated with the overrides."""
     base_vision, base_text = PRESETS[preset] if preset else ({}, {})
     return {**base_vision, **(vision_config or {})}, {**base_text, **(text_config or {})}
+
+
+#: Keys of an Eagle config.json that describe the runtime, not the architecture.
+_NOT_ARCHITECTURE = ("architectures", "auto_map", "transformers_version", "torch_dtype", "dtype", "_name_or_path",
+                     "model_type", "_attn_implementation_autoset")
+
+
+def configs_from_directory(
+    path: str, vision_config: dict[str, Any] | None, text_config: dict[str, Any] | None
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """FluxVLA's `vlm_path`: the Eagle directory's config.json gives the vision and text
+    configs (the explicit overrides still win)."""
+    import json
+    from pathlib import Path
+
+    from vla_core.errors import ConfigError
+
+    config_file = Path(path) / "config.json"
+    if not config_file.is_file():
+        raise ConfigError(f"'{path}' has no config.json; point vlm_path to an Eagle 2.5 model directory, or set it "
+                          "to null to use the preset (e.g. --set model.vlm_backbone.vlm_path=null).", "vlm_path")
+    saved = json.loads(config_file.read_text())
+    vision = {k: v for k, v in saved.get("vision_config", {}).items() if k not in _NOT_ARCHITECTURE}
+    text = {k: v for k, v in saved.get("text_config", {}).items() if k not in _NOT_ARCHITECTURE}
+    return {**vision, **(vision_config or {})}, {**text, **(text_config or {})}

@@ -59,6 +59,8 @@ class FlowMatchingHead(nn.Module):
         noise_s: the training time is t = (noise_s - u) / noise_s with u ~ Beta(alpha, beta).
         num_timestep_buckets: the continuous time t in [0, 1] is fed as int(t * buckets).
         num_inference_timesteps: Euler steps in predict_action.
+        num_steps: FluxVLA's name for the chunk length (its head samples and returns `num_steps`
+            actions; a `traj_length` next to it is ignored there); when set it replaces traj_length.
         mask_padding: mask padded backbone positions (attention_mask False) as keys in
             vl_self_attention and cross-attention. The reference attends to every position;
             without padding both are identical.
@@ -94,8 +96,11 @@ class FlowMatchingHead(nn.Module):
         num_timestep_buckets: int = 1000,
         num_inference_timesteps: int = 4,
         mask_padding: bool = True,
+        num_steps: int | None = None,
     ) -> None:
         super().__init__()
+        if num_steps is not None:  # FluxVLA: num_steps is the action horizon, traj_length is unused
+            traj_length = num_steps
         _check_sizes(locals())
         self.backbone_embedding_dim = backbone_embedding_dim
         self.state_dim, self.action_dim, self.traj_length = state_dim, action_dim, traj_length

@@ -20,7 +20,10 @@ def test_plugin_is_light():
 def test_components_are_listed():
     listed = {(row.kind, row.name) for row in vla_core.list_components() if row.package == "vla-openvla"}
     assert listed == {("vlas", "OpenVLA"), ("vlas", "OpenVLAOFT"), ("vision_backbones", "PrismaticVisionBackbone"),
-                      ("projectors", "PrismaticProjector"), ("heads", "L1RegressionActionHead")}
+                      ("projectors", "PrismaticProjector"), ("heads", "L1RegressionActionHead"),
+                      # FluxVLA's names for the same parts (seed_components.py)
+                      ("vision_backbones", "DinoSigLIPViTBackbone"), ("llm_backbones", "LLaMa2LLMBackbone"),
+                      ("projectors", "FusedMLPProjector"), ("heads", "OpenVLAHead")}
 
 
 @pytest.mark.parametrize(("name", "chunk"), [("openvla_tiny.yaml", 1), ("openvla_oft_tiny.yaml", 8)])

@@ -39,6 +39,9 @@ class OpenVLA(PrismaticVLA):
         predict_stop_token: also train on the </s> after the action tokens (OpenVLA's fine-tuning default is true).
         stop_token_id: id of </s>.
         use_kv_cache: decode with a KV cache (false recomputes the whole sequence for every token).
+
+    `vla_head: {type: OpenVLAHead, vocab_size: 32000}` (FluxVLA style) sets the tokenizer vocabulary and
+    bins of the action tokens; the logits still come from the language model's LM head.
     """
 
     supports_kv_cache = True
@@ -54,12 +57,15 @@ class OpenVLA(PrismaticVLA):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        if self.vla_head is not None:
-            raise ConfigError("OpenVLA decodes actions with its language-model head; remove vla_head "
-                              "(use OpenVLAOFT for a regression head).", "model.vla_head")
+        head_tokenizer = getattr(self.vla_head, "action_tokenizer", None)
+        if self.vla_head is not None and head_tokenizer is None:
+            raise ConfigError("OpenVLA decodes actions with its language-model head; remove vla_head or use "
+                              "{type: OpenVLAHead} (use OpenVLAOFT for a regression head).", "model.vla_head")
         if action_dim < 1:
             raise ConfigError(f"is {action_dim}; it must be at least 1.", "model.action_dim")
-        tokenizer_vocab = self.vocab_size - pad_to_multiple_of
+        # OpenVLAHead (FluxVLA) names the tokenizer's vocabulary whose last ids are the action bins.
+        tokenizer_vocab = head_tokenizer.vocab_size if head_tokenizer else self.vocab_size - pad_to_multiple_of
+        n_action_bins = head_tokenizer.n_bins if head_tokenizer else n_action_bins
         if tokenizer_vocab <= n_action_bins:
             raise ConfigError(
                 f"leaves {tokenizer_vocab} tokenizer ids (vocab_size {self.vocab_size} - pad_to_multiple_of "

@@ -42,7 +42,13 @@ class PrismaticVLA(BaseVLA):
             products in fp32 than torch's default here); costs a second copy of those weights in memory.
             No effect on CUDA or in training.
 
+        arch_specifier: Prismatic's "<stage>+<projector>" (OpenVLA: "no-align+fused-gelu-mlp"): the projector
+            part must name the projector's arch; the stage part ("no-align": no separate alignment stage)
+            concerns the training recipe and is recorded.
+
     `freeze_llm_backbone: true` keeps the language model fixed (it is `language_model` here).
+    `llm_backbone: {type: LLaMa2LLMBackbone, ...}` (FluxVLA style) gives the language model instead of
+    text_config; it is kept as `language_model`, so the parameter names stay those of OpenVLA.
     """
 
     def __init__(
@@ -51,6 +57,7 @@ class PrismaticVLA(BaseVLA):
         attn_implementation: str = "sdpa",
         prompt_suffix_token_id: int | None = None,
         prepack_weights: bool = True,
+        arch_specifier: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -66,14 +73,25 @@ class PrismaticVLA(BaseVLA):
                 "{type: PrismaticProjector, in_dim: 2176, out_dim: 4096}.",
                 "model",
             )
-        if self.vlm_backbone is not None or self.llm_backbone is not None:
-            raise ConfigError(
-                f"{type(self).__name__} builds its own LLaMA language model from text_config; remove "
-                "vlm_backbone / llm_backbone from the config.",
-                "model",
-            )
-        self.text_config = text_config_with_defaults(text_config)
-        self.language_model = build_language_model(self.text_config, attn_implementation)
+        if self.vlm_backbone is not None:
+            raise ConfigError(f"{type(self).__name__} composes a vision backbone and a language model; remove "
+                              "vlm_backbone from the config.", "model.vlm_backbone")
+        if arch_specifier is not None:
+            self._check_arch_specifier(arch_specifier)
+        self.arch_specifier = arch_specifier
+        if self.llm_backbone is not None:
+            # FluxVLA style: llm_backbone {type: LLaMa2LLMBackbone}; its causal LM becomes ours.
+            llm = getattr(self.llm_backbone, "llm", None)
+            if not isinstance(llm, torch.nn.Module) or not hasattr(llm, "lm_head"):
+                raise ConfigError(f"{type(self).__name__} needs a causal language model with an LM head; use "
+                                  "llm_backbone {type: LLaMa2LLMBackbone} or leave it out and set text_config.",
+                                  "model.llm_backbone")
+            self.text_config = dict(self.llm_backbone.text_config)
+            self.llm_backbone = None
+            self.language_model = llm
+        else:
+            self.text_config = text_config_with_defaults(text_config)
+            self.language_model = build_language_model(self.text_config, attn_implementation)
         self.hidden_size: int = self.language_model.config.hidden_size
         if self.projector.in_dim != self.vision_backbone.embed_dim:
             width = self.vision_backbone.embed_dim
@@ -82,6 +100,13 @@ class PrismaticVLA(BaseVLA):
         if self.projector.out_dim != self.hidden_size:
             raise ConfigError(f"is {self.projector.out_dim}, but the language model is {self.hidden_size} wide; "
                               f"set it to {self.hidden_size}.", "model.projector.out_dim")
+
+    def _check_arch_specifier(self, arch_specifier: str) -> None:
+        projector_arch = arch_specifier.split("+")[-1]
+        arch = getattr(self.projector, "arch", None)
+        if arch is not None and projector_arch != arch:
+            raise ConfigError(f"is '{arch_specifier}', but the projector is '{arch}'; Prismatic's arch_specifier ends "
+                              f"with the projector type, e.g. 'no-align+{arch}'.", "model.arch_specifier")
 
     @property
     def vocab_size(self) -> int:

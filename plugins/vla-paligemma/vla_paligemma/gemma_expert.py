@@ -21,6 +21,7 @@ from transformers.models.gemma.modeling_gemma import (
     GemmaTextScaledWordEmbedding,
 )
 
+from vla_core.errors import ConfigError
 from vla_core.protocols import BackboneOutput
 from vla_paligemma.adarms import AdaptiveRMSNorm, normalize
 from vla_paligemma.attention import Rotary, grouped_attention, positions_from_mask
@@ -71,6 +72,10 @@ class GemmaLLMBackbone(nn.Module):
         causal: whether `forward` (stand-alone use) attends causally; pi0 builds its own masks.
         pretrained_name_or_path: a local directory or .safetensors file with Gemma weights (keys as ours,
             or under `model.`).
+        llm_backbone_id: FluxVLA's model id ("gemma-2b_causal"); there it picks the transformers class and
+            a hub id, while the sizes come from its llm_config / llm_path. Here the sizes are the arguments
+            above; the id is checked to name a Gemma model.
+        llm_max_length: FluxVLA's tokenizer length limit; recorded, no effect on the weights.
     """
 
     def __init__(
@@ -88,8 +93,16 @@ class GemmaLLMBackbone(nn.Module):
         adarms_cond_dim: int | None = None,
         causal: bool = True,
         pretrained_name_or_path: str | None = None,
+        llm_backbone_id: str | None = None,
+        llm_max_length: int = 2048,
     ) -> None:
         super().__init__()
+        if llm_backbone_id is not None and not llm_backbone_id.startswith("gemma"):
+            raise ConfigError(f"is '{llm_backbone_id}', not a Gemma model id (FluxVLA's ids: gemma-2b_causal); "
+                              "GemmaLLMBackbone builds Gemma decoders only.", "llm_backbone_id")
+        # FluxVLA's ids pick the transformers class (Gemma) and a hub id to read the sizes from; the
+        # sizes here are given by the arguments above (pi0's Gemma 300M expert by default).
+        self.llm_backbone_id, self.llm_max_length = llm_backbone_id, llm_max_length
         self.config = GemmaConfig(
             hidden_size=hidden_size,
             intermediate_size=intermediate_size,

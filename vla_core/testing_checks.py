@@ -1,0 +1,79 @@
+"""Contract checks for backbones and projectors (re-exported by vla_core.testing).
+
+Each builds random inputs of the documented shapes, runs the component, and asserts the
+protocol's output shapes, finiteness, and that gradients reach its trainable parameters.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def _assert_trains(module: Any, output: Any, what: str) -> None:
+    output.float().pow(2).mean().backward()
+    grads = [p.grad for p in module.parameters() if p.requires_grad]
+    assert any(g is not None and bool(g.abs().sum() > 0) for g in grads), f"the {what} does not reach any parameter"
+
+
+def check_vlm_backbone(backbone: Any, image_size: tuple[int, int], vocab_ids: list[int], num_cameras: int = 1,
+                       batch_size: int = 2) -> None:
+    """The VLM-backbone contract: `hidden_size`; forward(images (B, N_cam, 3, H, W), lang_tokens (B, L),
+    img_masks (B, N_cam), lang_masks (B, L)) -> BackboneOutput with features (B, S, hidden_size) finite and
+    mask (B, S) bool; padding the instruction does not change the valid features of the other row;
+    gradients reach the parameters. `vocab_ids` are valid instruction token ids of its tokenizer."""
+    import torch
+
+    assert isinstance(getattr(backbone, "hidden_size", None), int), "a VLM backbone declares hidden_size (int)"
+    g = torch.Generator().manual_seed(0)
+    images = torch.randn(batch_size, num_cameras, 3, *image_size, generator=g)
+    tokens = torch.tensor([vocab_ids] * batch_size)
+    lang_masks = torch.ones_like(tokens, dtype=torch.bool)
+    lang_masks[1:, -1] = False
+    img_masks = torch.ones(batch_size, num_cameras, dtype=torch.bool)
+    out = backbone(images, tokens, img_masks, lang_masks)
+    features, mask = out[0], out[1]
+    assert features.ndim == 3 and features.shape[0] == batch_size and features.shape[2] == backbone.hidden_size, (
+        f"features must be (B, S, {backbone.hidden_size}), got {tuple(features.shape)}")
+    assert mask.dtype == torch.bool and tuple(mask.shape) == tuple(features.shape[:2]), "mask must be (B, S) bool"
+    assert bool(torch.isfinite(features).all()), "features are not finite"
+    assert int(mask[1].sum()) < int(mask[0].sum()), "a padded instruction token is still marked valid"
+    _assert_trains(backbone, features[mask], "VLM backbone's output")
+
+
+def check_vision_backbone(backbone: Any, image_size: tuple[int, int], batch_size: int = 2) -> None:
+    """The vision-backbone contract: `embed_dim`; (B, 3, H, W) -> (B, P, embed_dim) finite; trains."""
+    import torch
+
+    out = backbone(torch.randn(batch_size, 3, *image_size, generator=torch.Generator().manual_seed(0)))
+    assert out.ndim == 3 and out.shape[0] == batch_size and out.shape[2] == backbone.embed_dim, (
+        f"features must be (B, P, {backbone.embed_dim}), got {tuple(out.shape)}")
+    assert bool(torch.isfinite(out).all()), "features are not finite"
+    _assert_trains(backbone, out, "vision backbone's output")
+
+
+def check_llm_backbone(backbone: Any, vocab_size: int, seq_len: int = 5, batch_size: int = 2) -> None:
+    """The LLM-backbone contract: `hidden_size`; embed_tokens (B, L) -> (B, L, D); forward(inputs_embeds,
+    attention_mask) -> BackboneOutput (B, L, D) finite, mask as given; trains."""
+    import torch
+
+    tokens = torch.randint(0, vocab_size, (batch_size, seq_len), generator=torch.Generator().manual_seed(0))
+    embeds = backbone.embed_tokens(tokens)
+    assert tuple(embeds.shape) == (batch_size, seq_len, backbone.hidden_size), "embed_tokens must give (B, L, D)"
+    mask = torch.ones(batch_size, seq_len, dtype=torch.bool)
+    mask[1:, -1] = False
+    out = backbone(embeds, mask)
+    assert tuple(out[0].shape) == (batch_size, seq_len, backbone.hidden_size), "features must be (B, L, D)"
+    assert torch.equal(out[1].bool(), mask), "the mask must come back unchanged"
+    assert bool(torch.isfinite(out[0]).all()), "features are not finite"
+    _assert_trains(backbone, out[0], "LLM backbone's output")
+
+
+def check_projector(projector: Any, batch_size: int = 2, seq_len: int = 3) -> None:
+    """The projector contract: `in_dim`, `out_dim`; (..., in_dim) -> (..., out_dim); trains."""
+    import torch
+
+    x = torch.randn(batch_size, seq_len, projector.in_dim, generator=torch.Generator().manual_seed(0))
+    out = projector(x)
+    wanted = (batch_size, seq_len, projector.out_dim)
+    assert tuple(out.shape) == wanted, f"a projector maps (..., in_dim) -> (..., out_dim): got {tuple(out.shape)}"
+    _assert_trains(projector, out, "projector's output")
