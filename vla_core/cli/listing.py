@@ -67,10 +67,15 @@ def print_rich_listing(rows: list[dict[str, Any]], console: Any = None) -> None:
         return
     columns = LIST_COLUMNS[:-1]
     widths = [max([len(c), *(len(str(row[c] or "")) for row in rows)]) for c in columns]
-    # Two spaces between columns, one where that would not fit (the longest shipped names
-    # need 83 columns with two). Narrower still, rich would drop whole columns: print the
+    # Two spaces between columns, one where that would not fit. Where even that is too wide
+    # (the longest shipped names and packages need 87 columns), the version goes first: it
+    # stays in --plain and --json. Narrower still, rich would drop whole columns: print the
     # plain lines instead, which the terminal soft-wraps without losing anything.
     needed = sum(widths) + len(columns) - 1
+    if needed > console.width and "version" in columns:
+        keep = [i for i, c in enumerate(columns) if c != "version"]
+        columns, widths = tuple(columns[i] for i in keep), [widths[i] for i in keep]
+        needed = sum(widths) + len(columns) - 1
     if needed > console.width:
         console.print(Text(plain_table(LIST_COLUMNS, [[row[c] for c in LIST_COLUMNS] for row in rows])), soft_wrap=True)
         return
