@@ -19,6 +19,18 @@ def test_mlp_head_contract():
     check_action_head(head, input_dim=8, state_dim=5, action_dim=3, chunk_size=4)
 
 
+def test_mlp_head_zero_pads_a_narrower_state():
+    # A processor padding states to 3 dims feeding a head built for 5: the missing dims read
+    # as zeros (as in the flow heads) instead of a shape error at the first step.
+    torch.manual_seed(0)
+    head = MLPActionHead(input_dim=8, action_dim=2, chunk_size=4, state_dim=5, hidden_dim=16).eval()
+    features, mask = torch.randn(2, 6, 8), torch.ones(2, 6, dtype=torch.bool)
+    narrow = torch.randn(2, 3)
+    with torch.no_grad():
+        padded = head.predict_action(features, torch.cat([narrow, torch.zeros(2, 2)], dim=1), mask)
+        assert torch.equal(head.predict_action(features, narrow, mask), padded)
+
+
 def test_pooling_ignores_padding():
     feats = torch.tensor([[[1.0], [3.0], [100.0]]])
     mask = torch.tensor([[True, True, False]])

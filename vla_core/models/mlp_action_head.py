@@ -60,7 +60,10 @@ class MLPActionHead(nn.Module):
     ) -> torch.Tensor:
         x = pool(input_features, attention_mask, self.pooling)
         if self.state_dim:
-            x = torch.cat([x, states[:, : self.state_dim].to(x.dtype)], dim=-1)
+            state = states[:, : self.state_dim].to(x.dtype)
+            if state.shape[-1] < self.state_dim:  # a narrower padded state: zero-pad, as the flow heads do
+                state = F.pad(state, (0, self.state_dim - state.shape[-1]))
+            x = torch.cat([x, state], dim=-1)
         return self.mlp(x).view(-1, self.chunk_size, self.action_dim)
 
     def forward(
