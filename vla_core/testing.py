@@ -13,8 +13,15 @@ Functions:
                                    for a head that reads history (supports_history) also
     check_stateful_head(head, ...) windows with padded frames, and online one-frame-at-a-time
                                    prediction equal to the batched one over the same window.
-    check_vlm_backbone, check_vision_backbone, check_llm_backbone, check_projector
-                                   the other contracts (vla_core/testing_checks.py).
+    check_vlm_backbone, check_vision_backbone, check_llm_backbone, check_projector, check_vla
+                                   the model contracts (vla_core/testing_checks.py); check_vla also
+                                   saves and reloads a VLA built from a config.
+    check_dataset(dataset)         raw samples, and a VLAProcessor fits it (vla_core/testing_dataset.py).
+    check_env(env)                 spec, reset/step, the step cap, the expert (vla_core/testing_env.py).
+
+One check per component kind: heads, vlas, vlm/vision/llm backbones, projectors, datasets,
+envs (processors: `vla_core.data.processor.VLAProcessor` is the reference; a processor is
+exercised by `check_dataset` and by training).
 
 This module is imported by pytest in every environment where vla-core is installed, so
 it imports nothing heavy at module level.
@@ -30,10 +37,19 @@ from typing import Any
 
 import pytest
 
-from vla_core.testing_checks import check_llm_backbone, check_projector, check_vision_backbone, check_vlm_backbone
+from vla_core.testing_checks import (
+    check_llm_backbone,
+    check_projector,
+    check_vision_backbone,
+    check_vla,
+    check_vlm_backbone,
+)
+from vla_core.testing_dataset import check_dataset
+from vla_core.testing_env import check_env
 
-__all__ = ["assert_plugin_is_light", "check_action_head", "check_llm_backbone", "check_projector",
-           "check_vision_backbone", "check_vlm_backbone", "make_tiny_batch", "tiny_vla_spec"]
+__all__ = ["assert_plugin_is_light", "check_action_head", "check_dataset", "check_env", "check_llm_backbone",
+           "check_projector", "check_stateful_head", "check_vision_backbone", "check_vla", "check_vlm_backbone",
+           "make_tiny_batch", "tiny_vla_spec"]
 
 
 def assert_plugin_is_light(dist: str) -> None:

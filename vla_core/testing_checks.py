@@ -1,7 +1,8 @@
-"""Contract checks for backbones and projectors (re-exported by vla_core.testing).
+"""Contract checks for models: backbones, projectors and whole VLAs (re-exported by vla_core.testing).
 
 Each builds random inputs of the documented shapes, runs the component, and asserts the
 protocol's output shapes, finiteness, and that gradients reach its trainable parameters.
+`check_vla` also saves and reloads a VLA built from a config.
 """
 
 from __future__ import annotations
@@ -77,3 +78,56 @@ def check_projector(projector: Any, batch_size: int = 2, seq_len: int = 3) -> No
     wanted = (batch_size, seq_len, projector.out_dim)
     assert tuple(out.shape) == wanted, f"a projector maps (..., in_dim) -> (..., out_dim): got {tuple(out.shape)}"
     _assert_trains(projector, out, "projector's output")
+
+
+def check_vla(vla: Any, batch: dict[str, Any], atol: float = 1e-5) -> None:
+    """The VLA contract, on one batch in the sample schema (e.g. `make_tiny_batch()` sized for it):
+
+    * `forward(**batch)` -> {"loss": finite scalar, ...}, and the loss reaches the head and every other
+      part that has trainable parameters (a part the loss skips would never train);
+    * `predict_action(**observation)` -> (B, T, A) finite, with T and A those of `batch["actions"]`, the same
+      for the same `noise=` (generative heads sample from it);
+    * `fsdp_unit_types()` -> a set of nn.Module classes;
+    * a VLA built from a config (`vla_core.build_vla`) saves and loads back (`save_pretrained`,
+      `load_pretrained`) to a model that predicts the same actions.
+    """
+    import tempfile
+
+    import torch
+    from torch import nn
+
+    from vla_core.models.pretrained import load_pretrained
+
+    observation = {k: v for k, v in batch.items() if k not in ("actions", "action_masks")}
+    batch_size, chunk, action_dim = batch["actions"].shape
+    vla.train()
+    vla.zero_grad()
+    out = vla(**batch)
+    loss = out["loss"]
+    assert loss.ndim == 0 and bool(torch.isfinite(loss)), f"the VLA's loss must be a finite scalar, got {loss}"
+    loss.backward()
+    for name, part in vla.named_children():
+        params = [p for p in part.parameters() if p.requires_grad]
+        if params:
+            assert any(p.grad is not None and bool(p.grad.abs().sum() > 0) for p in params), (
+                f"the loss does not reach the VLA's part '{name}', so training would never change it")
+
+    vla.eval()
+    noise = torch.randn(batch_size, chunk, action_dim, generator=torch.Generator().manual_seed(0))
+    pred = vla.predict_action(**observation, noise=noise)
+    assert tuple(pred.shape) == (batch_size, chunk, action_dim), (
+        f"predict_action must give (B, T, A) = {(batch_size, chunk, action_dim)}, got {tuple(pred.shape)}")
+    assert bool(torch.isfinite(pred).all()), "predicted actions are not finite"
+    torch.testing.assert_close(vla.predict_action(**observation, noise=noise), pred, atol=atol, rtol=0,
+                               msg="predict_action gives different actions for the same inputs and noise")
+
+    units = vla.fsdp_unit_types()
+    assert isinstance(units, set) and all(isinstance(u, type) and issubclass(u, nn.Module) for u in units), (
+        f"fsdp_unit_types() must return a set of nn.Module classes, got {units!r}")
+
+    if getattr(vla, "component_spec", None) is not None:  # built from a config: it can be saved
+        with tempfile.TemporaryDirectory() as tmp:
+            vla.save_pretrained(f"{tmp}/checkpoint")
+            loaded = load_pretrained(f"{tmp}/checkpoint").eval()
+            torch.testing.assert_close(loaded.predict_action(**observation, noise=noise), pred, atol=atol, rtol=0,
+                                       msg="the saved and reloaded VLA predicts other actions")

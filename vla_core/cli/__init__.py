@@ -33,6 +33,7 @@ COMMANDS: dict[str, str] = {
     "serve": "serve",
     "data": "data",
     "eval": "eval",
+    "plugin": "plugin_cmd",
 }
 
 #: Modules of vla_core.cli that register commands, in help order.

@@ -141,7 +141,10 @@ def check_model_fits_processor(vla: nn.Module, processor: Any) -> None:
     head = getattr(vla, "vla_head", None)
     model = head if head is not None else vla
     path = "model.vla_head" if head is not None else "model"
-    vocab, model_vocab = _fact(processor, "vocab_size"), find_config_value(vla, "vocab_size")
+    # A transformers config's vocab_size, else one a plugin component declares as an attribute.
+    model_vocab = find_config_value(vla, "vocab_size") or next(
+        (v for v in (_fact(m, "vocab_size") for m in vla.modules() if m is not vla) if v), None)
+    vocab = _fact(processor, "vocab_size")
     if vocab and model_vocab and vocab > model_vocab:
         raise ConfigError(
             f"the processor's tokenizer has {vocab} token ids but the model's vocabulary has {model_vocab}; "
