@@ -2,16 +2,23 @@
 components registered. Used by the FSDP and kill-and-resume tests.
 
     python train_script.py CONFIG.json [--resume auto] [--sleep-after STEP] [--shards OUT_PREFIX]
+        [--hang-in-save STEP] [--launch NPROC]
 
 --sleep-after STEP: sleep 0.5 s after every step past STEP (so a test can kill the run
 between checkpoints); --shards: each rank writes the bytes of parameters and optimizer
-state it holds after the first step to OUT_PREFIX-rank<R>.json.
+state it holds after the first step to OUT_PREFIX-rank<R>.json; --hang-in-save STEP: once
+every rank wrote its shards of the step-STEP checkpoint (before it is complete), write
+each rank's pid to `<output_dir>/in-save-rank<R>` and hang, so a test can kill the run mid-save. The dataset
+`FailingOnRank` (registered here) has a corrupt sample on one rank. A failure is recorded
+for the launcher as the `vla` CLI records it (`rank_failures.record_exception`);
+--launch NPROC runs the script on NPROC processes through `vla train --nproc`'s launcher.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 
 import engine_fixtures
@@ -38,19 +45,83 @@ class TestCallbacks:
             time.sleep(0.5)
 
 
+def hang_in_save(step: int) -> None:
+    """Patch the sharded save so the step-`step` checkpoint is left half-done forever."""
+    from vla_core.engine import sharded_checkpoint
+
+    original = sharded_checkpoint.save_sharded
+
+    def save_then_hang(model, optimizer, directory, state_dir):
+        original(model, optimizer, directory, state_dir)
+        if directory.name.startswith(f".step-{step}.tmp-"):
+            # torchrun starts each worker in its own session: the test kills us by these pids.
+            rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
+            (directory.parent.parent / f"in-save-rank{rank}").write_text(str(os.getpid()))
+            time.sleep(600)
+
+    sharded_checkpoint.save_sharded = save_then_hang
+
+
+class FailingOnRank(engine_fixtures.SyntheticRobotDataset):
+    """The synthetic dataset, with a corrupt sample on one rank from the second step on."""
+
+    def __init__(self, fail_rank: int = 1, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.fail_rank, self.reads = fail_rank, 0
+
+    def __getitem__(self, index: int) -> dict:
+        self.reads += 1
+        if int(os.environ.get("RANK", "0")) == self.fail_rank and self.reads > 2:
+            raise ValueError(f"sample {index} is corrupt (its image does not decode)")
+        return super().__getitem__(index)
+
+
+def launch(nproc: int) -> None:
+    """Run this script on `nproc` processes as `vla train --nproc` does (vla_core.engine.launch),
+    printing a failure as the CLI does."""
+    import sys
+
+    from vla_core.cli import print_error
+    from vla_core.engine.launch import run_torchrun
+    from vla_core.errors import VLAError
+
+    arguments = list(sys.argv[1:])
+    at = arguments.index("--launch")
+    del arguments[at : at + 2]  # the workers train; they do not launch again
+    try:
+        code = run_torchrun(["--standalone", f"--nproc_per_node={nproc}", __file__, *arguments])
+    except VLAError as exc:
+        code = print_error(exc)
+    sys.exit(code)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("config")
     parser.add_argument("--resume", default=None)
     parser.add_argument("--sleep-after", type=int, default=None)
     parser.add_argument("--shards", default=None)
+    parser.add_argument("--hang-in-save", type=int, default=None)
+    parser.add_argument("--launch", type=int, default=None)
     args = parser.parse_args()
+    if args.launch:
+        launch(args.launch)
+        return
     torch.set_num_threads(1)
     engine_fixtures.register_synthetic(registry.register)
+    registry.register("datasets", "FailingOnRank", FailingOnRank)
+    if args.hang_in_save is not None:
+        hang_in_save(args.hang_in_save)
     with open(args.config) as handle:
         config = validate_run_config(json.load(handle))
     callbacks = [TestCallbacks(args.sleep_after, args.shards)]
-    Trainer(config, resume=args.resume, callbacks=callbacks, plugin_manager=new_plugin_manager()).fit()
+    try:
+        Trainer(config, resume=args.resume, callbacks=callbacks, plugin_manager=new_plugin_manager()).fit()
+    except Exception as exc:  # as the `vla` CLI does: leave this rank's error for the launcher
+        from vla_core.engine.rank_failures import record_exception
+
+        record_exception(exc)
+        raise
 
 
 if __name__ == "__main__":

@@ -198,8 +198,23 @@ def main(argv: list[str] | None = None) -> None:
         click = sys.modules.get("click")  # loaded with typer; a click Exit escaping the app is a plain exit
         if click is not None and isinstance(exc, click.exceptions.Exit):
             sys.exit(exc.exit_code)
+        if _in_torchrun():
+            _record_failure(exc)
         if debug:
             raise
-        if isinstance(exc, VLAError) and _quiet_rank():
-            sys.exit(exc.exit_code)
+        if _quiet_rank() and (isinstance(exc, VLAError) or _in_torchrun()):
+            # Rank 0 prints; another rank's own error reaches the launcher through the error file.
+            sys.exit(error_message(exc)[1])
         sys.exit(print_error(exc))
+
+
+def _in_torchrun() -> bool:
+    return "TORCHELASTIC_ERROR_FILE" in os.environ
+
+
+def _record_failure(exc: BaseException) -> None:
+    """Under torchrun: leave this rank's error where the launcher reads it, so a failure on
+    any rank (not only rank 0, which is the one that prints) is reported with its rank."""
+    from vla_core.engine.rank_failures import record_exception
+
+    record_exception(exc)

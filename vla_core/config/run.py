@@ -71,6 +71,15 @@ class TrainConfig(BaseModel):
     save_every: int = Field(500, ge=1, description="Steps between checkpoints (and one at the end).")
     keep_last: int = Field(3, ge=1, description="Checkpoints to keep; older ones are deleted.")
     lora: LoraConfig | None = Field(None, description="Train LoRA adapters instead of full weights.")
+    sharding: Literal["fsdp", "hsdp"] = Field(
+        "fsdp",
+        description="With several processes: fsdp shards over all of them; hsdp replicates across nodes and shards "
+        "within each node (a 2-D device mesh; gradients cross nodes once per step as an all-reduce).",
+    )
+    collective_timeout_s: float = Field(
+        600.0, gt=0, description="Seconds a process waits in a collective (all-gather, barrier) before it stops "
+        "with an error naming the wait; bounds how long the others live after one process fails.",
+    )
 
 
 class RunConfig(BaseModel):

@@ -2,11 +2,14 @@
 
     step-N/
       config.json, model.safetensors   the VLA (loadable by vla_core.load_pretrained)
+      model_shards/                    instead of model.safetensors in a multi-process run: each
+                                       rank's shards (DCP), assembled by load_pretrained / vla export
       adapter/                         peft LoRA adapter (LoRA runs; model.safetensors holds the base)
       processor/, dataset_statistics.json
       trainer_state/
         state.json                     step, epoch, samples seen, world size, seed
-        optimizer.pt                   full (unsharded) AdamW state keyed by parameter name
+        optimizer.pt                   full (unsharded) AdamW state keyed by parameter name (one process)
+        optimizer_shards/              or: each rank's AdamW shards (DCP; several processes)
         scheduler.pt                   LambdaLR state
         rng-rank<R>.pt                 torch / CUDA / numpy / python RNG of each rank
       checksums.json                   sha256 of every file above (vla_core.checksums)
@@ -102,14 +105,16 @@ def save_pt(obj: Any, path: Path) -> None:
 def write_trainer_state(
     directory: Path,
     state: TrainerState,
-    optimizer_state: dict[str, Any],
+    optimizer_state: dict[str, Any] | None,
     scheduler_state: dict[str, Any],
     rng_states: list[dict[str, Any]],
 ) -> None:
-    """Write `trainer_state/` into a checkpoint being assembled."""
+    """Write `trainer_state/` into a checkpoint being assembled; `optimizer_state` None when
+    the ranks wrote theirs as shards (`trainer_state/optimizer_shards/`)."""
     target = directory / STATE_DIR
-    target.mkdir()
-    save_pt(optimizer_state, target / OPTIMIZER_NAME)
+    target.mkdir(exist_ok=True)
+    if optimizer_state is not None:
+        save_pt(optimizer_state, target / OPTIMIZER_NAME)
     save_pt(scheduler_state, target / SCHEDULER_NAME)
     for rank, rng in enumerate(rng_states):
         save_pt(rng, target / rng_file(rank))

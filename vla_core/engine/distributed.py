@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any, TypeVar
 
 import torch
@@ -28,6 +29,7 @@ class DistributedContext:
     local_rank: int = 0
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     backend: str | None = None  # None: no process group
+    local_world_size: int = 1  # processes on this node (torchrun's LOCAL_WORLD_SIZE)
 
     @property
     def is_main(self) -> bool:
@@ -66,14 +68,17 @@ class DistributedContext:
         return box[0]
 
 
-def init_distributed() -> DistributedContext:
+def init_distributed(timeout_s: float = 600.0) -> DistributedContext:
     """Join torchrun's process group when launched by it; otherwise a single process.
 
-    The device is `cuda:<LOCAL_RANK>` when CUDA is available, else the CPU.
+    The device is `cuda:<LOCAL_RANK>` when CUDA is available, else the CPU. `timeout_s`
+    bounds every collective: a process whose peer died or stopped answering raises after
+    that long instead of waiting forever (torch's default is 30 minutes).
     """
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    local_world_size = int(os.environ.get("LOCAL_WORLD_SIZE", str(world_size)))
     if torch.cuda.is_available():
         torch.cuda.set_device(local_rank)
         device = torch.device("cuda", local_rank)
@@ -83,11 +88,11 @@ def init_distributed() -> DistributedContext:
         return DistributedContext(device=device)
     backend = "nccl" if device.type == "cuda" else "gloo"
     if not dist.is_initialized():
-        kwargs: dict[str, Any] = {"backend": backend}
+        kwargs: dict[str, Any] = {"backend": backend, "timeout": timedelta(seconds=timeout_s)}
         if device.type == "cuda":
             kwargs["device_id"] = device  # binds NCCL to this GPU and enables eager init
         dist.init_process_group(**kwargs)
-    return DistributedContext(rank, world_size, local_rank, device, backend)
+    return DistributedContext(rank, world_size, local_rank, device, backend, local_world_size)
 
 
 def shutdown_distributed(context: DistributedContext) -> None:
@@ -101,7 +106,7 @@ def on_main(context: DistributedContext, fn: Callable[..., T], *args: Any) -> T 
     """Run `fn(*args)` on rank 0 only (others get None); if it raises, every rank raises
     (rank 0 the original error, the others a VLAError quoting it), so no rank waits
     forever in the next collective."""
-    from vla_core.errors import VLAError
+    from vla_core.engine.rank_failures import PeerFailedError
 
     if not context.is_distributed:
         return fn(*args)
@@ -115,5 +120,5 @@ def on_main(context: DistributedContext, fn: Callable[..., T], *args: Any) -> T 
     if error is not None:
         raise error
     if failure is not None:
-        raise VLAError(f"rank 0 failed, so this rank stops too: {failure}")
+        raise PeerFailedError(f"rank 0 failed, so this rank stops too: {failure}")
     return result

@@ -16,11 +16,22 @@ import logging
 from collections.abc import Iterator
 
 from vla_core.config.run import RunConfig
+from vla_core.engine.rank_failures import first_own_failure
 from vla_core.engine.sampler import check_batch_split
-from vla_core.errors import ResourceError
+from vla_core.errors import ResourceError, VLAError
 
 #: Exit codes with which a rank's `vla` CLI reports an error it has already printed.
 _REPORTED = (1, 2)
+
+
+class RankFailedError(VLAError):
+    """A training process other than rank 0 failed; the message is its own error, with its rank."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, rank: int) -> None:
+        super().__init__(message)
+        self.rank = rank
 
 
 def check_launch(config: RunConfig, nproc: int, nnodes: int) -> None:
@@ -51,6 +62,11 @@ def run_torchrun(torchrun_args: list[str]) -> int:
             run(parse_args(torchrun_args))
     except ChildFailedError as exc:
         rank, failure = exc.get_first_failure()
+        own = first_own_failure(exc.failures)
+        if own is not None and own[0] != 0:  # rank 0 prints its own errors; another rank's is said here
+            raise RankFailedError(
+                f"{own[1]} (that process failed first; the others were stopped)", own[0]
+            ) from None
         reported = [f.exitcode for r, f in exc.failures.items() if r == 0 and f.exitcode in _REPORTED]
         if reported:
             return reported[0]

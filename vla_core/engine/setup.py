@@ -59,15 +59,31 @@ def check_resume_compatible(config: RunConfig, checkpoint: Path) -> None:
 def build_model(
     config: RunConfig, context: DistributedContext, resume: Path | None
 ) -> tuple[nn.Module, nn.Module, dict[str, str | None] | None]:
-    """Build the VLA (every rank with the same seed, so all start from the same weights),
-    load a resumed checkpoint's weights, then wrap it: LoRA, activation checkpointing and,
-    with several processes, FSDP2. Returns (vla, trained model, LoRA key map or None)."""
+    """The VLA to train, with a resumed checkpoint's weights, wrapped: LoRA, activation
+    checkpointing and, with several processes, FSDP2. Returns (vla, trained model, LoRA key
+    map or None).
+
+    One process builds it as it always did (seeded, then the checkpoint's weights). Several
+    processes never hold a full copy each: see `_build_sharded`.
+    """
+    if context.is_distributed:
+        return _build_sharded(config, context, resume)
+    vla, model, key_map = _build_whole(config, resume)
+    model.to(context.device)
+    if config.train.gradient_checkpointing:
+        apply_activation_checkpointing(model, vla.fsdp_unit_types())
+    return vla, model, key_map
+
+
+def _build_whole(config: RunConfig, resume: Path | None) -> tuple[nn.Module, nn.Module, dict[str, str | None] | None]:
+    """Build the VLA on the CPU with the run's seed (so every run with that seed starts from
+    the same weights, on any number of processes), load a checkpoint's weights (safetensors,
+    or DCP shards assembled), apply LoRA."""
     from vla_core.models.build import build_vla
     from vla_core.models.weights import load_into, load_state_dict
 
     torch.manual_seed(config.train.seed)
     vla = build_vla(config.model)
-    unit_types = vla.fsdp_unit_types()
     if resume is not None:
         load_into(vla, load_state_dict(resume), strict=True, source=str(resume))
     model: nn.Module = vla
@@ -77,12 +93,72 @@ def build_model(
         key_map = base_key_map(model)
         if resume is not None:
             load_adapter_weights(model, resume / ADAPTER_DIR)
-    model.to(context.device)
+    return vla, model, key_map
+
+
+def _build_sharded(
+    config: RunConfig, context: DistributedContext, resume: Path | None
+) -> tuple[nn.Module, nn.Module, dict[str, str | None] | None]:
+    """Several processes: every one builds the VLA with its parameters on the meta device,
+    FSDP2 shards it, and each allocates only its shards, which are then filled:
+
+    - from a sharded checkpoint: each process reads the slices it owns (DCP);
+    - otherwise rank 0 builds the whole model as one process would (same seed, same initial
+      weights; a safetensors checkpoint or pretrained weights loaded into it) and
+      broadcasts it, each process keeping its shards; rank 0's copy is freed before the
+      first step. So only rank 0 ever holds the full weights, once, briefly.
+    """
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
+
+    from vla_core.engine.meta_init import materialize_shards, parameters_on_meta
+    from vla_core.engine.sharded_checkpoint import load_sharded_model
+    from vla_core.models.build import build_vla
+    from vla_core.models.pretrained import read_checkpoint_config, without_pretrained_paths
+    from vla_core.models.sharded_weights import is_sharded
+
+    from_shards = resume is not None and is_sharded(resume)
+    full_state: dict[str, torch.Tensor] | None = None
+    spec = None
+    if context.is_main:
+        if from_shards:
+            spec = read_checkpoint_config(resume)["model"]
+        else:
+            whole_vla, whole_model, _ = _build_whole(config, resume)
+            spec = whole_vla.spec  # parts resolved from directories rebuild without them
+            full_state = {name: tensor.detach() for name, tensor in whole_model.state_dict().items()}
+            del whole_vla, whole_model
+    spec = context.broadcast_object(spec)
+    with parameters_on_meta():
+        # Weights come from rank 0 or the shards: no part loads its pretrained files again.
+        vla = build_vla(without_pretrained_paths(spec))
+    _keep_spec(vla, spec)
+    unit_types = vla.fsdp_unit_types()
+    model: nn.Module = vla
+    key_map = None
+    if config.train.lora is not None:
+        model = apply_lora(vla, config.train.lora)
+        key_map = base_key_map(model)
     if config.train.gradient_checkpointing:
         apply_activation_checkpointing(model, unit_types)
-    if context.is_distributed:
-        shard_model(model, unit_types, context)
+    shard_model(model, unit_types, context, config.train.sharding)
+    materialize_shards(model, context)
+    if from_shards:
+        load_sharded_model(model, resume)
+    else:
+        options = StateDictOptions(full_state_dict=True, broadcast_from_rank0=True)
+        set_model_state_dict(model, full_state if full_state is not None else {}, options=options)
+    del full_state
     return vla, model, key_map
+
+
+def _keep_spec(vla: nn.Module, spec: dict[str, Any]) -> None:
+    """Let a VLA built from `without_pretrained_paths(spec)` save `spec` itself (pretrained
+    paths included), as the whole model on rank 0 would, so a resume finds the same model."""
+    vla.component_spec = spec
+    for name, part_spec in spec.items():
+        part = getattr(vla, name, None)
+        if isinstance(part, nn.Module) and isinstance(part_spec, dict):
+            part.component_spec = part_spec
 
 
 def build_processor(

@@ -44,6 +44,7 @@ from vla_core.engine.errors import TrainingDivergedError
 from vla_core.engine.lora import ADAPTER_DIR, adapter_state_dict, split_state_dict, write_adapter
 from vla_core.engine.metrics import JsonlMetrics, ProgressDisplay
 from vla_core.engine.optim import build_optimizer, build_scheduler, follow_config
+from vla_core.engine.rank_failures import collective_failure
 from vla_core.engine.sampler import GlobalBatchSampler
 from vla_core.engine.setup import (
     build_dataset,
@@ -109,7 +110,7 @@ class Trainer:
         """Join the process group and build data, model, processor, optimizer; restore a
         checkpoint when resuming. `fit` calls it; call it yourself to inspect the parts."""
         train = self.train_config
-        self.context: DistributedContext = init_distributed()
+        self.context: DistributedContext = init_distributed(train.collective_timeout_s)
         self.precision: PrecisionChoice = resolve_precision(train.precision, self.context.device)
         on_main(self.context, self.checkpoints.remove_temporaries)
         self.resumed_from = self.checkpoints.resolve_resume(self.resume)
@@ -163,9 +164,14 @@ class Trainer:
         return [item for result in results if result for item in result]
 
     def _restore_training_state(self, checkpoint: Path, state: TrainerState) -> None:
+        from vla_core.engine.sharded_checkpoint import is_sharded, load_sharded_optimizer
+
         state_dir = checkpoint / STATE_DIR
-        optimizer_state = load_pt(state_dir / OPTIMIZER_NAME) if self.context.is_main else {}
-        load_full_optimizer_state(self.model, self.optimizer, optimizer_state, self.context)
+        if is_sharded(checkpoint):  # each rank reads the slices of its shards, on any number of ranks
+            load_sharded_optimizer(self.model, self.optimizer, checkpoint, STATE_DIR)
+        else:
+            optimizer_state = load_pt(state_dir / OPTIMIZER_NAME) if self.context.is_main else {}
+            load_full_optimizer_state(self.model, self.optimizer, optimizer_state, self.context)
         self.scheduler.load_state_dict(load_pt(state_dir / SCHEDULER_NAME))
         follow_config(self.optimizer, self.scheduler, self.train_config)
         rng_path = state_dir / rng_file(self.context.rank)
@@ -180,6 +186,13 @@ class Trainer:
         try:
             self.setup()
             return self._fit()
+        except RuntimeError as exc:
+            context = getattr(self, "context", None)
+            broken = None if context is None or not context.is_distributed else collective_failure(
+                exc, context.rank, context.world_size, self.train_config.collective_timeout_s)
+            if broken is None:
+                raise
+            raise broken from exc
         finally:
             if hasattr(self, "context"):
                 shutdown_distributed(self.context)
@@ -367,10 +380,9 @@ class Trainer:
     # ---- checkpoints -----------------------------------------------------------------------
     def save_checkpoint(self) -> Path:
         """Write `checkpoints/step-<step>/` atomically (a collective: every rank calls it),
-        then delete checkpoints beyond `keep_last`."""
+        then delete checkpoints beyond `keep_last`. Several processes write their shards
+        (`sharded_checkpoint`); one process, or a LoRA run, writes full safetensors."""
         train = self.train_config
-        model_state = full_model_state(self.model)
-        optimizer_state = full_optimizer_state(self.model, self.optimizer)
         rng_states = self.context.all_gather_object(capture_rng_state())
         state = TrainerState(
             step=self.step,
@@ -381,6 +393,18 @@ class Trainer:
             seed=train.seed,
         )
         target = self.checkpoints.path(self.step)
+        if self.context.is_distributed and self._lora_key_map is None:
+            self._save_sharded(target, state, rng_states)
+        else:
+            self._save_full(target, state, rng_states)
+        self.last_checkpoint = target
+        self._call("on_checkpoint", self, self.step, target)
+        return target
+
+    def _save_full(self, target: Path, state: TrainerState, rng_states: list[dict[str, Any]]) -> None:
+        """Gather the full weights and optimizer state on rank 0, which writes them."""
+        model_state = full_model_state(self.model)
+        optimizer_state = full_optimizer_state(self.model, self.optimizer)
 
         def write() -> None:
             from vla_core.checksums import checkpoint_directory
@@ -389,15 +413,27 @@ class Trainer:
                 self._write_model(tmp, model_state)
                 self.processor.save_pretrained(tmp)
                 write_trainer_state(tmp, state, optimizer_state, self.scheduler.state_dict(), rng_states)
-            self.checkpoints.prune(train.keep_last)
+            self.checkpoints.prune(self.train_config.keep_last)
 
         on_main(self.context, write)
-        self.last_checkpoint = target
-        self._call("on_checkpoint", self, self.step, target)
-        return target
 
-    def _write_model(self, directory: Path, model_state: dict[str, torch.Tensor]) -> None:
-        extra = {
+    def _save_sharded(self, target: Path, state: TrainerState, rng_states: list[dict[str, Any]]) -> None:
+        """Every rank writes its shards of the weights and AdamW state into one atomic
+        directory; rank 0 adds config, processor and trainer state (nothing is gathered)."""
+        from vla_core.engine.collective_directory import collective_checkpoint_directory
+        from vla_core.engine.sharded_checkpoint import save_sharded
+
+        with collective_checkpoint_directory(target, self.context) as tmp:
+            save_sharded(self.model, self.optimizer, tmp, STATE_DIR)
+            if self.context.is_main:
+                self.vla.write_config(tmp, extra_config=self._checkpoint_extra())
+                self.processor.save_pretrained(tmp)
+                write_trainer_state(tmp, state, None, self.scheduler.state_dict(), rng_states)
+        on_main(self.context, self.checkpoints.prune, self.train_config.keep_last)
+
+    def _checkpoint_extra(self) -> dict[str, Any]:
+        """What config.json records besides the model spec."""
+        return {
             "inference_model": self.config.inference_model,
             "data": self.config.data,
             "train": self.train_config.model_dump(mode="json"),
@@ -405,6 +441,9 @@ class Trainer:
             "output_dir": str(self.config.output_dir),
             "training_step": self.step,
         }
+
+    def _write_model(self, directory: Path, model_state: dict[str, torch.Tensor]) -> None:
+        extra = self._checkpoint_extra()
         if self._lora_key_map is not None:
             base_state = split_state_dict(model_state, self._lora_key_map)
             write_adapter(directory / ADAPTER_DIR, self.model, adapter_state_dict(self.model, model_state))

@@ -167,10 +167,14 @@ class BaseVLA(nn.Module):
         """Write config.json and the weights into an existing directory (not atomic;
         `save_pretrained` and the trainer wrap it in an atomic directory). `state_dict`
         replaces `self.state_dict()`, e.g. the full weights gathered from FSDP shards."""
-        directory = Path(directory)
-        config = {"format": "vla", "format_version": FORMAT_VERSION, "model": self.spec, **(extra_config or {})}
-        (directory / CONFIG_NAME).write_text(json.dumps(config, indent=2, default=str))
+        self.write_config(directory, extra_config)
         save_state_dict(self.state_dict() if state_dict is None else state_dict, directory)
+
+    def write_config(self, directory: str | Path, extra_config: dict[str, Any] | None = None) -> None:
+        """Write config.json (the resolved spec and `extra_config`) into an existing directory;
+        the weights are written separately (`write_pretrained`, or as shards by the trainer)."""
+        config = {"format": "vla", "format_version": FORMAT_VERSION, "model": self.spec, **(extra_config or {})}
+        (Path(directory) / CONFIG_NAME).write_text(json.dumps(config, indent=2, default=str))
 
     def save_pretrained(self, directory: str | Path, extra_config: dict[str, Any] | None = None) -> Path:
         """Save config and safetensors weights (and their checksums) atomically; loads back

@@ -136,7 +136,12 @@ def weight_files(directory: str | Path) -> list[Path]:
 
 
 def load_state_dict(directory: str | Path) -> dict[str, torch.Tensor]:
-    """Read every tensor of a checkpoint; a truncated or corrupt file is a CheckpointError naming it."""
+    """Read every tensor of a checkpoint (safetensors, or the DCP shards a multi-process run
+    saved, assembled); a truncated or corrupt file is a CheckpointError naming it."""
+    from vla_core.models.sharded_weights import MODEL_SHARDS_DIR, is_sharded, read_sharded_state_dict
+
+    if Path(directory).is_dir() and is_sharded(directory):
+        return read_sharded_state_dict(Path(directory) / MODEL_SHARDS_DIR)
     state: dict[str, torch.Tensor] = {}
     for path in weight_files(directory):
         if not path.is_file():
