@@ -24,7 +24,7 @@ def test_registered_as_a_vla_env_and_described_by_its_spec(env: MetaWorldEnv) ->
     assert isinstance(env, MetaWorldEnv) and isinstance(env, Env)
     assert env.spec.action_dim == 4 and env.spec.state_dim == 4
     assert env.spec.camera_names == ("corner4",)
-    assert len(env.tasks()) == 50 and env.instruction("window-open") == "open the window"
+    assert len(env.tasks()) == 52 and env.instruction("window-open") == "open the window"
 
 
 def test_observation_is_an_upright_image_the_hand_state_and_the_instruction(env: MetaWorldEnv) -> None:

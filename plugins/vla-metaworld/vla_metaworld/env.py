@@ -11,7 +11,8 @@ from vla_core.errors import EnvError
 from vla_metaworld.camera import FastCamera, check_camera
 from vla_metaworld.gl import configure_gl
 from vla_metaworld.layouts import LayoutBank
-from vla_metaworld.tasks import TASKS, canonical_task, expand_tasks, instruction
+from vla_metaworld.tasks import ALL_TASKS, base_task, canonical_task, expand_tasks, instruction
+from vla_metaworld.variants import VARIANTS
 
 #: Proprio state: the end-effector position and how far the gripper is open, nothing about
 #: the objects, so a policy has to find them in the image.
@@ -26,7 +27,8 @@ class MetaWorldEnv:
     `reset(task, seed)` puts the scene in the layout of `seed` (see `layouts.py`): the
     same seed always gives the same layout, images and, for a deterministic policy, the
     same outcome. `step` reports success at that step; Meta-World's success is not sticky,
-    so a rollout counts an episode successful if any step succeeded.
+    so a rollout counts an episode successful if any step succeeded. The variants of
+    `variants.py` (e.g. `reach-goal-at-start`) run their base task with less to see.
 
     Args:
         image_size: height and width of the camera image in pixels.
@@ -58,20 +60,22 @@ class MetaWorldEnv:
         self._layouts = LayoutBank()
         self._sims: dict[str, Any] = {}
         self._cameras: dict[str, FastCamera] = {}
+        #: per variant with target markers: [(site id, its alpha when drawn)]
+        self._markers: dict[str, list[tuple[int, float]]] = {}
         self._task: str | None = None
         self._raw: np.ndarray | None = None
         self._steps = 0
 
     # ---- the env contract ------------------------------------------------------------
     def tasks(self) -> list[str]:
-        """All 50 Meta-World v3 task names."""
-        return list(TASKS)
+        """All 50 Meta-World v3 task names, then the variants of `variants.py`."""
+        return list(ALL_TASKS)
 
     def instruction(self, task: str) -> str:
         return instruction(task)
 
     def expand_tasks(self, names: list[str]) -> list[str]:
-        """'drawer-close', 'drawer-close-v3' and groups ('mt10', 'demo') -> v3 task names."""
+        """'drawer-close', 'drawer-close-v3' and groups ('mt10', 'demo', 'history') -> v3 task names."""
         return expand_tasks(names)
 
     def reset(self, task: str, seed: int) -> dict[str, Any]:
@@ -80,7 +84,7 @@ class MetaWorldEnv:
         if seed < 0:
             raise EnvError(f"seeds are >= 0, got {seed}.")
         sim = self._sim(task)
-        sim.set_task(self._layouts.layout(task, seed))
+        sim.set_task(self._layouts.layout(base_task(task), seed))
         self._raw, _ = sim.reset()
         self._task, self._steps = task, 0
         return self._observation(render=True)
@@ -123,28 +127,47 @@ class MetaWorldEnv:
         return self._raw
 
     def render(self) -> np.ndarray:
-        """The current camera image, uint8 (image_size, image_size, 3)."""
+        """The current camera image, uint8 (image_size, image_size, 3). A variant's target
+        markers are drawn only while it shows them (the first steps of an episode)."""
         if self._task is None:
             raise EnvError("call reset(task, seed) first.")
-        return self._cameras[self._task].render(self._sims[self._task].data)
+        sim = self._sims[self._task]
+        variant = VARIANTS.get(self._task)
+        if variant is not None and self._markers[self._task]:
+            visible = variant.marker_visible(self._steps)
+            for site, alpha in self._markers[self._task]:
+                sim.model.site_rgba[site, 3] = alpha if visible else 0.0
+        return self._cameras[self._task].render(sim.data)
 
     def _observation(self, render: bool) -> dict[str, Any]:
         assert self._task is not None and self._raw is not None
-        observation: dict[str, Any] = {
-            "state": self._raw[:4].astype(np.float32),
-            "task": instruction(self._task),
-        }
+        variant = VARIANTS.get(self._task)
+        state = self._raw[:4] if variant is None or variant.state else np.zeros(4)
+        observation: dict[str, Any] = {"state": state.astype(np.float32), "task": instruction(self._task)}
         if render:
             observation[self.camera] = self.render()
         return observation
 
     def _sim(self, task: str) -> Any:
-        """One Meta-World env per task, built on first use and reused across episodes."""
+        """One Meta-World env per task (a variant gets its own, its markers changed), built
+        on first use and reused across episodes."""
         if task not in self._sims:
+            import mujoco
             from metaworld.env_dict import ALL_V3_ENVIRONMENTS
 
-            sim = ALL_V3_ENVIRONMENTS[task]()
+            sim = ALL_V3_ENVIRONMENTS[base_task(task)]()
             sim.max_path_length = max(self.max_steps, sim.max_path_length)
+            variant = VARIANTS.get(task)
+            if variant is not None:
+                markers = []
+                for name in variant.marker_sites:
+                    site = mujoco.mj_name2id(sim.model, mujoco.mjtObj.mjOBJ_SITE, name)
+                    if site < 0:
+                        raise EnvError(f"{task}: {variant.base} has no site '{name}' to mark its target.")
+                    if variant.marker_radius is not None:
+                        sim.model.site_size[site] = variant.marker_radius
+                    markers.append((site, float(sim.model.site_rgba[site, 3])))
+                self._markers[task] = markers
             self._sims[task] = sim
             self._cameras[task] = FastCamera(sim.model, self.camera, self.image_size)
         return self._sims[task]

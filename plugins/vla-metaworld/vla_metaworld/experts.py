@@ -7,15 +7,16 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from vla_metaworld.tasks import TASKS, canonical_task
+from vla_metaworld.tasks import TASKS, base_task, canonical_task
 
 if TYPE_CHECKING:
     from vla_metaworld.env import MetaWorldEnv
 
 
 class MetaWorldExpert:
-    """The hand-written controller of one task. It reads the simulator's full state (object
-    and goal positions), which a learned policy never sees, and returns one action a call.
+    """The hand-written controller of one task (a variant: of its base task). It reads the
+    simulator's full state (object and goal positions), which a learned policy never sees,
+    and returns one action a call.
 
     Args:
         env: the env it acts in (the expert reads `env.privileged_state()`).
@@ -29,7 +30,8 @@ class MetaWorldExpert:
 
         self.env = env
         self.task = canonical_task(task)
-        self.policy = getattr(metaworld.policies, TASKS[self.task][1])()
+        # a variant changes what the policy sees, not the task: its base task's expert solves it
+        self.policy = getattr(metaworld.policies, TASKS[base_task(self.task)][1])()
 
     def reset(self) -> None:
         """The experts are stateless: nothing to reset."""

@@ -1,6 +1,8 @@
 """The Meta-World v3 tasks: an instruction for each, the scripted expert that solves it.
 
 Meta-World ships no language, so each task gets one imperative sentence written here.
+Besides the 50 tasks, `variants.py` defines variants of them with less to see (a target
+shown only at the start, no proprio state); they are named and grouped like tasks.
 This module imports nothing heavy: the task list and its errors are available without
 loading MuJoCo.
 """
@@ -10,6 +12,7 @@ from __future__ import annotations
 import difflib
 
 from vla_core.errors import EnvError
+from vla_metaworld.variants import HISTORY_TASKS, VARIANTS
 
 #: task name -> (instruction, class name of its scripted expert in `metaworld.policies`).
 TASKS: dict[str, tuple[str, str]] = {
@@ -86,7 +89,15 @@ MT10: tuple[str, ...] = (
 DEMO_TASKS: tuple[str, ...] = ("drawer-close-v3", "button-press-topdown-v3", "window-open-v3")
 
 #: Task groups a `--tasks` list may name instead of single tasks.
-TASK_GROUPS: dict[str, tuple[str, ...]] = {"mt10": MT10, "demo": DEMO_TASKS, "mt50": tuple(TASKS)}
+TASK_GROUPS: dict[str, tuple[str, ...]] = {
+    "mt10": MT10,
+    "demo": DEMO_TASKS,
+    "mt50": tuple(TASKS),
+    "history": HISTORY_TASKS,  # the variants where observation history should matter
+}
+
+#: Every name `reset` accepts: the 50 tasks, then the variants.
+ALL_TASKS: tuple[str, ...] = (*TASKS, *VARIANTS)
 
 
 def canonical_task(name: str) -> str:
@@ -94,18 +105,18 @@ def canonical_task(name: str) -> str:
     EnvError with the closest names and the full list."""
     name = name.strip()
     candidate = name if name.endswith("-v3") else f"{name}-v3"
-    if candidate in TASKS:
+    if candidate in TASKS or candidate in VARIANTS:
         return candidate
-    close = difflib.get_close_matches(candidate, list(TASKS), n=3, cutoff=0.6)
+    close = difflib.get_close_matches(candidate, list(ALL_TASKS), n=3, cutoff=0.6)
     hint = f" Did you mean {' or '.join(repr(c.removesuffix('-v3')) for c in close)}?" if close else ""
     raise EnvError(
         f"Unknown Meta-World task '{name}'.{hint} Known tasks (the '-v3' suffix is optional): "
-        f"{', '.join(t.removesuffix('-v3') for t in TASKS)}; groups: {', '.join(TASK_GROUPS)}."
+        f"{', '.join(t.removesuffix('-v3') for t in ALL_TASKS)}; groups: {', '.join(TASK_GROUPS)}."
     )
 
 
 def expand_tasks(names: list[str] | tuple[str, ...]) -> list[str]:
-    """Task names and group names ('mt10', 'demo') -> canonical task names, in order, once each."""
+    """Task names and group names ('mt10', 'demo', 'history') -> canonical task names, in order, once each."""
     tasks: list[str] = []
     for name in names:
         group = TASK_GROUPS.get(name.strip().lower())
@@ -116,5 +127,12 @@ def expand_tasks(names: list[str] | tuple[str, ...]) -> list[str]:
 
 
 def instruction(task: str) -> str:
-    """The instruction sentence of a task, e.g. 'close the drawer'."""
-    return TASKS[canonical_task(task)][0]
+    """The instruction sentence of a task or variant, e.g. 'close the drawer'."""
+    task = canonical_task(task)
+    return VARIANTS[task].instruction if task in VARIANTS else TASKS[task][0]
+
+
+def base_task(task: str) -> str:
+    """The Meta-World task behind a name: itself, or a variant's base (its layouts, physics, expert)."""
+    task = canonical_task(task)
+    return VARIANTS[task].base if task in VARIANTS else task
