@@ -120,7 +120,7 @@ def _batch(backbone_images: torch.Tensor, vocab_ids: list[int]) -> dict[str, tor
 RELOAD = """
 import json, sys, torch
 from vla_core.models.pretrained import load_pretrained
-inputs = torch.load(sys.argv[1])
+inputs = torch.load(sys.argv[1], weights_only=True)
 out = {}
 for name, checkpoint in json.loads(sys.argv[2]).items():
     vla = load_pretrained(checkpoint)

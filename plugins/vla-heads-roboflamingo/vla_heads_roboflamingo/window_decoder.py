@@ -15,6 +15,7 @@ frame of the window is supervised; the action targets are the chunk at the curre
 
 from __future__ import annotations
 
+import abc
 from typing import Any, Literal
 
 import torch
@@ -26,7 +27,7 @@ from vla_heads_roboflamingo.mlp_heads import MLPSigmoidHead, MLPTanhHead
 from vla_heads_roboflamingo.window import at_index, real_frames_first
 
 
-class WindowDecoder(nn.Module):
+class WindowDecoder(nn.Module, abc.ABC):
     """Base of FCDecoder, DeterministicDecoder and GPTDecoder (not registered itself)."""
 
     #: Reads observation history: features (B, T_obs, S, D) with `obs_masks` (vla_core.protocols).
@@ -65,15 +66,15 @@ class WindowDecoder(nn.Module):
         self.gripper = MLPSigmoidHead(hidden_size, self.multi_step_action)
 
     # ---- what a subclass defines -------------------------------------------------------------
+    @abc.abstractmethod
     def frame_features(
         self, input_features: torch.Tensor, attention_mask: torch.Tensor, states: torch.Tensor | None
     ) -> torch.Tensor:
         """(N, S, D) tokens of N frames, (N, S) mask, (N, state_dim) states or None -> (N, D')."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def decode(self, frames: torch.Tensor) -> torch.Tensor:
         """(B, W, D') frames, oldest first -> (B, W, H): output t depends on frames <= t only."""
-        raise NotImplementedError
 
     def decode_online(self, frame: torch.Tensor) -> torch.Tensor:
         """(B, 1, D') the episode's next frame -> (B, H). Default: keep the last `history_len`
