@@ -69,8 +69,7 @@ def report(out: Path, models: list[str]) -> None:
             steps = [r for r in rows if "loss" in r]
             if steps:
                 last = steps[-1]
-                extra = ", ".join(f"{k} {last[k]:.4f}" for k in ("arm_loss", "gripper_loss") if k in last)
-                print(f"{name}: {last['step']} steps, final loss {last['loss']:.4f} ({extra})")
+                print(f"{name}: {last['step']} steps, final loss {last['loss']:.4f}")
 
 
 def main() -> None:
