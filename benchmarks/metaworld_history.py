@@ -52,7 +52,8 @@ def report(out: Path, models: list[str]) -> None:
         print("no evaluation reports yet")
         return
     tasks = [row["task"] for row in next(iter(columns.values()))["tasks"] if row["task"] != "mean"]
-    print("| task (20 unseen layouts) | " + " | ".join(columns) + " |")
+    layouts = next(iter(columns.values()))["tasks"][0]["episodes"]
+    print(f"| task ({layouts} unseen layouts) | " + " | ".join(columns) + " |")
     print("|---" * (len(columns) + 1) + "|")
     for task in tasks:
         cells = []
@@ -61,7 +62,8 @@ def report(out: Path, models: list[str]) -> None:
             cells.append(cell(row) if row else "not run")
         print(f"| {task.removesuffix('-v3')} | " + " | ".join(cells) + " |")
     means = [next((r for r in result["tasks"] if r["task"] == "mean"), None) for result in columns.values()]
-    print("| **mean** | " + " | ".join(cell(r) if r else "" for r in means) + " |")
+    if any(means):  # one task: no mean row
+        print("| **mean** | " + " | ".join(cell(r) if r else "" for r in means) + " |")
     for name in models:
         metrics = out / name / "metrics.jsonl"
         if metrics.exists():
@@ -69,8 +71,7 @@ def report(out: Path, models: list[str]) -> None:
             steps = [r for r in rows if "loss" in r]
             if steps:
                 last = steps[-1]
-                extra = ", ".join(f"{k} {last[k]:.4f}" for k in ("arm_loss", "gripper_loss") if k in last)
-                print(f"{name}: {last['step']} steps, final loss {last['loss']:.4f} ({extra})")
+                print(f"{name}: {last['step']} steps, final loss {last['loss']:.4f}")
 
 
 def main() -> None:
