@@ -108,8 +108,12 @@ class ActionHead(Protocol):
     head ignores those it does not use.
 
     Optional: `supports_history = True` (class attribute) for a head that reads observation
-    history (features (B, T_obs, S, D), see the module docstring), and `reset()` for a head
-    that keeps state between `predict_action` calls of one episode.
+    history (features (B, T_obs, S, D), see the module docstring), `reset()` for a head
+    that keeps state between `predict_action` calls of one episode, and `supports_rtc = True`
+    for a flow-matching head whose `predict_action` takes `rtc=` (a
+    `vla_core.models.rtc_guidance.RTCGuidance`: sample the chunk by guided flow matching so
+    that it agrees with the previous chunk, real-time chunking). A head without the flag may
+    ignore `rtc=`; callers check the flag (`vla_core.rtc.require_rtc`) first.
     """
 
     def forward(
@@ -146,8 +150,10 @@ class ActionHead(Protocol):
 class VLA(Protocol):
     """A whole policy. Its arguments are the batch keys, so a batch dict passes as `**batch`.
 
-    Optional: `supports_history = True` (batches with `obs_masks`, see the module docstring)
-    and `reset()` (start of an episode; `BaseVLA.reset()` resets every part that has one).
+    Optional: `supports_history = True` (batches with `obs_masks`, see the module docstring),
+    `reset()` (start of an episode; `BaseVLA.reset()` resets every part that has one) and
+    `supports_rtc` (`predict_action(..., rtc=RTCGuidance)`, see ActionHead; LlavaVLA reads its
+    head's flag).
     """
 
     def forward(

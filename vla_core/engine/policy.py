@@ -13,6 +13,7 @@ into robot units. `predict`, `serve` and `eval` go through this class. The model
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,9 @@ from torch import nn
 
 from vla_core.devices import resolve_device
 from vla_core.errors import CheckpointError
+from vla_core.models.rtc_guidance import RTCGuidance
 from vla_core.precision import PrecisionChoice, resolve_precision
+from vla_core.rtc import RTCPrefix, require_rtc, supports_rtc
 
 TRAINING_ONLY_KEYS = ("actions", "action_masks")
 
@@ -97,18 +100,36 @@ class Policy:
             if k not in TRAINING_ONLY_KEYS
         }
 
+    @property
+    def supports_rtc(self) -> bool:
+        """Whether the model samples with real-time-chunking guidance (`act(..., rtc=)`)."""
+        return supports_rtc(self.vla)
+
     @torch.no_grad()
-    def act_batch(self, observations: list[dict[str, Any]], noise: torch.Tensor | None = None) -> np.ndarray:
+    def act_batch(
+        self, observations: list[dict[str, Any]], noise: torch.Tensor | None = None, rtc: RTCPrefix | None = None
+    ) -> np.ndarray:
         """Observations -> (B, T, action_dim) actions in robot units. `noise` (B, T, A)
-        makes generative heads reproducible."""
+        makes generative heads reproducible; `rtc` (robot units, the same for every row)
+        guides flow-matching models toward the previous chunk (real-time chunking)."""
         inputs = self.model_inputs(observations)
         if noise is not None:
             inputs["noise"] = noise.to(self.device)
+        if rtc is not None:
+            require_rtc(self.vla)
+            guidance = RTCGuidance.from_prefix(
+                rtc, self.processor.normalize_actions, self.processor.chunk_size, self.processor.action_dim,
+                len(observations),
+            )
+            inputs["rtc"] = replace(guidance, prev_chunk_left_over=guidance.prev_chunk_left_over.to(self.device))
         with self.precision.autocast():
             normalised = self.vla.predict_action(**inputs)
         return np.asarray(self.processor.unnormalize_actions(normalised.float().cpu()))
 
-    def act(self, observation: dict[str, Any], noise: torch.Tensor | None = None) -> np.ndarray:
+    def act(
+        self, observation: dict[str, Any], noise: torch.Tensor | None = None, rtc: RTCPrefix | None = None
+    ) -> np.ndarray:
         """One observation ({"images": {camera: uint8 (H, W, 3)}, "state": (state_dim,),
-        "task": str}) -> (T, action_dim) actions in robot units; `noise` is (T, A)."""
-        return self.act_batch([observation], None if noise is None else noise.unsqueeze(0))[0]
+        "task": str}) -> (T, action_dim) actions in robot units; `noise` is (T, A); `rtc` the
+        previous chunk's actions to agree with (see vla_core.models.rtc_guidance.RTCPrefix)."""
+        return self.act_batch([observation], None if noise is None else noise.unsqueeze(0), rtc)[0]

@@ -46,6 +46,9 @@ class BaseVLA(nn.Module):
     supports_kv_cache: bool = False
     #: Reads batches with observation history (images (B, T_obs, N_cam, C, H, W), `obs_masks`).
     supports_history: bool = False
+    #: Samples with real-time-chunking guidance: `predict_action(..., rtc=RTCGuidance)`
+    #: (vla_core.models.rtc_guidance); a VLA with a head reads the head's flag.
+    supports_rtc: bool = False
 
     def __init__(
         self,

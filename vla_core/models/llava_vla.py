@@ -51,6 +51,11 @@ class LlavaVLA(BaseVLA):
             self._check_width("model.projector.in_dim", self.projector.in_dim, self.vlm_backbone.hidden_size)
         self.post_init()
 
+    @property
+    def supports_rtc(self) -> bool:  # type: ignore[override]
+        """Real-time chunking (`predict_action(..., rtc=)`) is the head's: FlowMatchingHead has it."""
+        return bool(getattr(self.vla_head, "supports_rtc", False))
+
     @staticmethod
     def _check_width(path: str, configured: int, actual: int) -> None:
         if configured != actual:

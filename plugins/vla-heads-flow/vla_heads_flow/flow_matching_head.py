@@ -15,12 +15,16 @@ loads into `vla_head.*` with `name_mapping={"vla_head": "action_head"}`.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from vla_core.errors import ConfigError
+from vla_core.models.rtc_guidance import RTCGuidance, guided_velocity
+from vla_core.rtc import RTCError
 from vla_heads_flow.action_encoder import MultiEmbodimentActionEncoder
 from vla_heads_flow.dit import DiT, SelfAttentionTransformer
 from vla_heads_flow.embodiment import CategorySpecificMLP, resolve_embodiment_ids
@@ -68,6 +72,7 @@ class FlowMatchingHead(nn.Module):
 
     supports_compile: bool = False
     supports_kv_cache: bool = False
+    supports_rtc: bool = True  # predict_action(..., rtc=RTCGuidance): real-time chunking
 
     def __init__(
         self,
@@ -216,6 +221,25 @@ class FlowMatchingHead(nn.Module):
             noise[..., self.ori_action_dim :] = 0
         return noise
 
+    def rtc_guidance(self, rtc: RTCGuidance | None, batch: int) -> RTCGuidance | None:
+        """The caller's guidance at the model's width: the previous chunk zero-padded to action_dim
+        and the padded dims (beyond ori_action_dim) left unguided; None stays None."""
+        if rtc is None:
+            return None
+        if not isinstance(rtc, RTCGuidance):
+            raise RTCError(f"rtc= must be a vla_core.models.rtc_guidance.RTCGuidance, got {type(rtc).__name__}.")
+        chunk = rtc.prev_chunk_left_over
+        width = chunk.shape[-1] if chunk.shape[-1] <= self.action_dim else self.action_dim
+        rtc.check_fits(batch, self.traj_length, width, type(self).__name__)
+        dtype = self.future_tokens.weight.dtype
+        padded = F.pad(chunk.to(dtype), (0, self.action_dim - width))
+        keep = torch.zeros(self.action_dim, dtype=dtype, device=chunk.device)
+        keep[: min(width, self.out_action_dim)] = 1
+        if rtc.action_mask is not None:
+            mask = rtc.action_mask.to(keep)[: self.action_dim]
+            keep[: mask.shape[0]] *= mask
+        return replace(rtc, prev_chunk_left_over=padded, action_mask=keep)
+
     def sample_time(self, batch: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
         """t = (noise_s - u) / noise_s with u ~ Beta(alpha, beta): (B,)."""
         beta = torch.distributions.Beta(self.noise_beta_alpha, self.noise_beta_beta)
@@ -267,19 +291,33 @@ class FlowMatchingHead(nn.Module):
     def predict_action(
         self, input_features: torch.Tensor, states: torch.Tensor, attention_mask: torch.Tensor, **kwargs: Any
     ) -> torch.Tensor:
-        """(B, S, D), (B, state_dim), (B, S) [, noise=(B, T, A), embodiment_id=(B,)] ->
-        (B, T, out_action_dim), by Euler integration of the velocity from t=0 to t=1."""
+        """(B, S, D), (B, state_dim), (B, S) [, noise=(B, T, A), embodiment_id=(B,), rtc=RTCGuidance] ->
+        (B, T, out_action_dim), by Euler integration of the velocity from t=0 to t=1.
+
+        With `rtc` (vla_core.models.rtc_guidance.RTCGuidance, its chunk (B, T, A) in
+        out_action_dim or action_dim width) every step's velocity is corrected toward the
+        previous chunk (real-time chunking; one backward pass through the DiT per step)."""
         features, mask, states_in, ids = self.prepare_inputs(input_features, states, attention_mask, kwargs)
         batch = features.shape[0]
         features = self.process_backbone(features, mask)
         state_features = self.state_encoder(states_in, ids)
         actions = self.initial_noise(kwargs.get("noise"), batch, features)
+        rtc = self.rtc_guidance(kwargs.get("rtc"), batch)
         steps = self.num_inference_timesteps
         dt = 1.0 / steps
         for k in range(steps):
             bucket = int(k / float(steps) * self.num_timestep_buckets)
             t_buckets = torch.full((batch,), bucket, device=features.device, dtype=torch.long)
-            v = self.velocity(actions, t_buckets, features, mask, state_features, ids)
+            if rtc is None:
+                v = self.velocity(actions, t_buckets, features, mask, state_features, ids)
+            else:
+                tau = k / float(steps)
+
+                def denoise(x: torch.Tensor, t_buckets: torch.Tensor = t_buckets, tau: float = tau) -> tuple:
+                    v = self.velocity(x, t_buckets, features, mask, state_features, ids)
+                    return x + (1 - tau) * v, v  # the one-step estimate of the actions (t = 1)
+
+                v = guided_velocity(actions, tau, denoise, rtc, velocity_sign=1.0)
             actions = actions + dt * v
             if self.ori_action_dim is not None:
                 actions[..., self.ori_action_dim :] = 0

@@ -170,8 +170,14 @@ class FlowMatchingInferenceHead(FlowMatchingHead):
     def predict_action(
         self, input_features: torch.Tensor, states: torch.Tensor, attention_mask: torch.Tensor, **kwargs: Any
     ) -> torch.Tensor:
-        """(B, S, D), (B, state_dim), (B, S) [, noise=(B, T, A), embodiment_id=(B,)] ->
-        (B, T, out_action_dim); equal to FlowMatchingHead.predict_action for the same noise."""
+        """(B, S, D), (B, state_dim), (B, S) [, noise=(B, T, A), embodiment_id=(B,), rtc=RTCGuidance] ->
+        (B, T, out_action_dim); equal to FlowMatchingHead.predict_action for the same noise.
+
+        With `rtc` (real-time chunking) it samples through FlowMatchingHead's path: the guidance
+        needs a backward pass through the DiT at every step, which the cached, packed and
+        in-place step here does not support."""
+        if kwargs.get("rtc") is not None:
+            return super().predict_action(input_features, states, attention_mask, **kwargs)
         features, mask, states_in, ids = self.prepare_inputs(input_features, states, attention_mask, kwargs)
         kernels = self.kernels()
         table = kernels.time_table(self, self.num_inference_timesteps)

@@ -15,6 +15,7 @@ class owns the training loss and the sampler, with the fast path for sampling:
 from __future__ import annotations
 
 from abc import ABCMeta, abstractmethod
+from dataclasses import replace
 from typing import Any, NamedTuple
 
 import torch
@@ -25,6 +26,8 @@ from vla_core.config import LLMBackboneSpec, ProjectorSpec
 from vla_core.errors import ConfigError, DataError
 from vla_core.models import BaseVLA, build_component
 from vla_core.models.packed_linear import can_pack, packed_linears
+from vla_core.models.rtc_guidance import RTCGuidance, guided_velocity
+from vla_core.rtc import RTCError
 from vla_paligemma.attention import Rotary, additive_mask, key_padding_mask
 from vla_paligemma.flow_matching import denoising_times, masked_mse, sample_time, sinusoidal_time_embedding
 from vla_paligemma.fused_weights import FusedGemmaWeights, FusedLayer
@@ -49,6 +52,7 @@ class FlowMatchingVLA(BaseVLA, metaclass=ABCMeta):
     """Base of PI0FlowMatching and PI05FlowMatching (not a component itself)."""
 
     supports_kv_cache = True
+    supports_rtc = True  # predict_action(..., rtc=RTCGuidance): real-time chunking
 
     def __init__(
         self,
@@ -289,11 +293,31 @@ class FlowMatchingVLA(BaseVLA, metaclass=ABCMeta):
 
         noise (B, T, max_action_dim) makes it reproducible; num_steps defaults to
         num_inference_steps; use_prefix_cache to the config's -> (B, T, max_action_dim).
+        `rtc=` (vla_core.models.rtc_guidance.RTCGuidance) samples by real-time chunking: every
+        step's velocity is corrected toward the previous chunk (pi0's time runs 1 -> 0, so the
+        guidance sees tau = 1 - t); one backward pass through the expert per step.
         With prepack_weights (on CPU), the linear layers run through packed oneDNN kernels:
         the same numbers to float rounding.
         """
+        rtc = self.rtc_guidance(kwargs.get("rtc"), states.shape[0])
         with packed_linears(self, enabled=self.prepack_weights):
-            return self._sample(images, lang_tokens, lang_masks, img_masks, states, noise, num_steps, use_prefix_cache)
+            return self._sample(images, lang_tokens, lang_masks, img_masks, states, noise, num_steps, use_prefix_cache,
+                                rtc)
+
+    def rtc_guidance(self, rtc: RTCGuidance | None, batch: int) -> RTCGuidance | None:
+        """The caller's guidance at the model's width: the previous chunk zero-padded to
+        max_action_dim, the padded dims left unguided; None stays None."""
+        if rtc is None:
+            return None
+        if not isinstance(rtc, RTCGuidance):
+            raise RTCError(f"rtc= must be a vla_core.models.rtc_guidance.RTCGuidance, got {type(rtc).__name__}.")
+        chunk = rtc.prev_chunk_left_over
+        width = min(chunk.shape[-1], self.max_action_dim)
+        rtc.check_fits(batch, self.n_action_steps, width, type(self).__name__)
+        keep = torch.zeros(self.max_action_dim, device=chunk.device)
+        keep[:width] = 1 if rtc.action_mask is None else rtc.action_mask.to(keep)[:width]
+        padded = F.pad(chunk.float(), (0, self.max_action_dim - width))
+        return replace(rtc, prev_chunk_left_over=padded, action_mask=keep)
 
     def _sample(
         self,
@@ -305,6 +329,7 @@ class FlowMatchingVLA(BaseVLA, metaclass=ABCMeta):
         noise: torch.Tensor | None,
         num_steps: int | None,
         use_prefix_cache: bool | None,
+        rtc: RTCGuidance | None = None,
     ) -> torch.Tensor:
         """predict_action's body (see there)."""
         states = self._pad_last(states, self.max_state_dim, "states")
@@ -321,7 +346,15 @@ class FlowMatchingVLA(BaseVLA, metaclass=ABCMeta):
         if not cached:
             for time in times:
                 t = torch.full((batch,), time, dtype=torch.float32, device=x.device)
-                x = x + dt * self.velocity(prefix, prefix_mask, states, x, t)
+                if rtc is None:
+                    x = x + dt * self.velocity(prefix, prefix_mask, states, x, t)
+                    continue
+
+                def denoise(x_in: torch.Tensor, t: torch.Tensor = t, time: float = time) -> tuple:
+                    v = self.velocity(prefix, prefix_mask, states, x_in, t)
+                    return x_in - time * v, v  # pi0's one-step estimate of the actions (t = 0)
+
+                x = x + dt * guided_velocity(x, 1.0 - time, denoise, rtc, velocity_sign=-1.0)
             return x
         step_times = torch.tensor(times, dtype=torch.float32, device=x.device).repeat_interleave(batch)
         time_emb = self.time_embedding(step_times).reshape(num_steps, batch, -1)
@@ -330,9 +363,24 @@ class FlowMatchingVLA(BaseVLA, metaclass=ABCMeta):
         cache, rotary, mask = self._prepare_cache(prefix, prefix_mask, states)
         for step in range(num_steps):
             cond = None if conds is None else conds[step]
-            tokens = self.action_tokens(x, None if time_terms is None else time_terms[step])
-            hidden = expert_block(self.llm_expert, cache, tokens, rotary, mask, cond, fused)
-            x = x + dt * self.action_out_proj(self.llm_expert.final_norm(hidden, cond))
+            time_term = None if time_terms is None else time_terms[step]
+            if rtc is None:
+                tokens = self.action_tokens(x, time_term)
+                hidden = expert_block(self.llm_expert, cache, tokens, rotary, mask, cond, fused)
+                x = x + dt * self.action_out_proj(self.llm_expert.final_norm(hidden, cond))
+                continue
+
+            def denoise(x_in: torch.Tensor, cond: Any = cond, time_term: Any = time_term, step: int = step) -> tuple:
+                # Unfused weights: the fused/packed copies are inference-only (no backward).
+                hidden = expert_block(self.llm_expert, cache, self.action_tokens(x_in, time_term), rotary, mask, cond)
+                v = self.action_out_proj(self.llm_expert.final_norm(hidden, cond))
+                return x_in - times[step] * v, v  # pi0's one-step estimate of the actions (t = 0)
+
+            x = x + dt * guided_velocity(x, 1.0 - times[step], denoise, rtc, velocity_sign=-1.0)
+            # The step wrote its (graph-carrying) keys/values into the cache: cut them off the graph
+            # so the next step's backward stays within that step.
+            cache.keys = [k.detach() for k in cache.keys]
+            cache.values = [v.detach() for v in cache.values]
         return x
 
     def fused_expert_layers(self) -> list[FusedLayer] | None:
