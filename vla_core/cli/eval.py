@@ -20,6 +20,16 @@ def eval_cmd(
     execute_steps: int | None = typer.Option(
         None, "--execute-steps", "-k", help="Actions executed per predicted chunk (k of T); default: all T."
     ),
+    execution: str = typer.Option(
+        "sync", "--execution",
+        help="How chunks run while the next is computed: sync (wait), naive (switch on arrival), ensemble (ACT "
+        "temporal ensembling), rtc (real-time chunking; flow-matching heads). See docs/evaluation.md.",
+    ),
+    delay_steps: int = typer.Option(
+        0, "--delay-steps", help="Simulated inference latency in env steps: the env keeps executing the previous "
+        "chunk for this many steps while the next is computed (sync: the world waits instead).",
+    ),
+    max_guidance_weight: float = typer.Option(5.0, "--max-guidance-weight", help="rtc: clip of the guidance weight."),
     image_size: int = typer.Option(64, "--image-size", help="Camera image size the env renders."),
     camera: str | None = typer.Option(None, "--camera", help="Camera to render (the env's default if omitted)."),
     max_steps: int | None = typer.Option(None, "--max-steps", help="Step cap per episode (the env's default)."),
@@ -44,6 +54,7 @@ def eval_cmd(
     from vla_core.envs.make import make_env
     from vla_core.envs.results import results_json, summarize
     from vla_core.errors import EnvError
+    from vla_core.serving.chunk_schedule import ChunkSchedule
 
     if episodes < 1:
         raise EnvError(f"--episodes must be >= 1, got {episodes}.")
@@ -53,6 +64,10 @@ def eval_cmd(
     unknown = [b for b in extra if b not in BASELINES]
     if unknown:
         raise EnvError(f"unknown baseline(s) {', '.join(unknown)}; choose from {', '.join(BASELINES)}.")
+    schedule = ChunkSchedule(
+        execution, execution_horizon=execute_steps, inference_delay=delay_steps,  # type: ignore[arg-type]
+        max_guidance_weight=max_guidance_weight,
+    )
     env_kwargs: dict[str, object] = {"image_size": image_size}
     if camera is not None:
         env_kwargs["camera"] = camera
@@ -64,7 +79,7 @@ def eval_cmd(
     names = [checkpoint, *[b for b in extra if b != checkpoint]]
     report: dict[str, object] = {
         "env": env, "tasks": task_names, "episodes": episodes, "seed": seed, "execute_steps": execute_steps,
-        "policies": {},
+        "execution": execution, "delay_steps": delay_steps, "policies": {},
     }
     try:
         for name in names:
@@ -75,6 +90,7 @@ def eval_cmd(
                     sim, make_policy, task_names, episodes, seed, execute_steps=execute_steps,
                     video_dir=(video / _label(name)) if video is not None else None, videos_per_task=videos_per_task,
                     video_format=video_format, on_episode=lambda _episode: advance(),
+                    execution=None if name in BASELINES else schedule,
                 )
             rows = summarize(episodes_run)
             report["policies"][_label(name)] = results_json(  # type: ignore[index]
@@ -165,6 +181,16 @@ def _table(report: dict) -> object:
             rate, low, high = (round(100 * row[k]) for k in ("success_rate", "ci_low", "ci_high"))
             cells.append(f"{count}{rate}% [{low}-{high}]")
         table.add_row(task, *cells, end_section=task == tasks[-2] if len(tasks) > 1 else False)
+    jumps = [
+        f"{name} {result['tasks'][-1]['switch_jump']:.4f}"
+        for name, result in policies.items()
+        if name not in BASELINES and result["tasks"][-1].get("switch_jump") is not None
+    ]
+    if jumps:
+        table.caption = (
+            f"execution {report.get('execution', 'sync')}, delay {report.get('delay_steps', 0)} steps; mean "
+            f"|a_t - a_(t-1)| at chunk switches: {', '.join(jumps)}"
+        )
     return table
 
 

@@ -8,6 +8,7 @@ from typing import Any
 
 from vla_core.envs.rollout import Episode, run_episode
 from vla_core.envs.video import write_video
+from vla_core.serving.chunk_schedule import ChunkSchedule
 
 VIDEO_FPS = 30
 VIDEO_SIDE = 256  # videos are upscaled (nearest) to about this many pixels
@@ -25,6 +26,7 @@ def evaluate(
     videos_per_task: int = 2,
     video_format: str = "mp4",
     on_episode: Callable[[Episode], None] | None = None,
+    execution: ChunkSchedule | None = None,
 ) -> list[Episode]:
     """Run `episodes` rollouts per task on layout seeds seed, seed+1, ...
 
@@ -39,6 +41,7 @@ def evaluate(
         video_dir: write the first `videos_per_task` episodes of each task there as video.
         video_format: "mp4" or "gif".
         on_episode: called after each episode (progress bars).
+        execution: chunk execution under a simulated inference delay (see run_episode).
     """
     results: list[Episode] = []
     camera = env.spec.camera_names[0] if env.spec.cameras else None
@@ -47,7 +50,8 @@ def evaluate(
         for i in range(episodes):
             record = video_dir is not None and camera is not None and i < videos_per_task
             episode = run_episode(
-                env, policy, task, seed + i, execute_steps=execute_steps, max_steps=max_steps, record=record
+                env, policy, task, seed + i, execute_steps=execute_steps, max_steps=max_steps, record=record,
+                execution=execution,
             )
             if record:
                 frames = [obs[camera] for obs in episode.observations]

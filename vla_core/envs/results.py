@@ -37,6 +37,8 @@ class TaskResult:
     ci_low: float
     ci_high: float
     mean_steps: float
+    switch_jump: float | None = None  # mean |a_t - a_(t-1)| at chunk switches, pooled; None without switches
+    mean_wait_steps: float = 0.0  # steps the robot stood still waiting for chunks, per episode
 
     @classmethod
     def of(cls, task: str, episodes: list[Episode]) -> TaskResult:
@@ -44,7 +46,10 @@ class TaskResult:
         k = sum(e.success for e in episodes)
         low, high = wilson_interval(k, n)
         steps = sum(e.steps for e in episodes) / n if n else 0.0
-        return cls(task, n, k, k / n if n else 0.0, low, high, steps)
+        jumps = [j for e in episodes for j in e.switch_jumps]
+        jump = sum(jumps) / len(jumps) if jumps else None
+        waits = sum(e.wait_steps for e in episodes) / n if n else 0.0
+        return cls(task, n, k, k / n if n else 0.0, low, high, steps, jump, waits)
 
 
 def summarize(episodes: list[Episode]) -> list[TaskResult]:
@@ -67,7 +72,8 @@ def results_json(rows: list[TaskResult], episodes: list[Episode], **meta: Any) -
         **meta,
         "tasks": [asdict(r) for r in rows],
         "episodes": [
-            {"task": e.task, "seed": e.seed, "success": e.success, "steps": e.steps, "success_step": e.success_step}
+            {"task": e.task, "seed": e.seed, "success": e.success, "steps": e.steps, "success_step": e.success_step,
+             "switches": len(e.switch_jumps), "switch_jump_sum": sum(e.switch_jumps), "wait_steps": e.wait_steps}
             for e in episodes
         ],
     }

@@ -11,6 +11,7 @@ import torch
 from vla_core.envs.dataset_io import camera_key, policy_observation
 from vla_core.envs.spec import EnvSpec
 from vla_core.errors import EnvError
+from vla_core.rtc import RTCPrefix, require_rtc
 
 
 def check_policy_fits_env(processor: Any, spec: EnvSpec, source: str) -> None:
@@ -73,7 +74,12 @@ class VLAPolicy:
         self.generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.episodes)
         self.episodes += 1
 
-    def predict_chunk(self, observation: dict[str, Any]) -> np.ndarray:
-        """Raw env observation -> (T, action_dim) float32 actions in robot units."""
+    def predict_chunk(self, observation: dict[str, Any], rtc: RTCPrefix | None = None) -> np.ndarray:
+        """Raw env observation -> (T, action_dim) float32 actions in robot units; `rtc`: the
+        previous chunk's actions to agree with (real-time chunking, flow-matching models)."""
         noise = torch.randn(self.noise_shape, generator=self.generator)
-        return self.policy.act(policy_observation(observation, self.spec), noise=noise)
+        return self.policy.act(policy_observation(observation, self.spec), noise=noise, rtc=rtc)
+
+    def require_rtc(self) -> None:
+        """RTCError naming the model and its head unless it samples with RTC guidance."""
+        require_rtc(self.policy.vla)
