@@ -17,7 +17,9 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus, InvalidURI
 from websockets.sync.client import ClientConnection, connect
 
 from vla_core.errors import VLAError
+from vla_core.rtc import RTCPrefix
 from vla_core.serving.msgpack_numpy import packb, unpackb
+from vla_core.serving.rtc_wire import RTC_KEY, encode_prefix
 from vla_core.serving.service import RESET_MESSAGE
 
 
@@ -89,14 +91,19 @@ class PolicyClient:
             raise PolicyServerError(f"the policy server refused the request: {reply}")
         return unpackb(reply)
 
-    def act(self, observation: dict[str, Any], noise: np.ndarray | None = None) -> np.ndarray:
-        """Observation ({"images": {camera: uint8 (H, W, 3)}, "state", "task"}) -> (T, action_dim) float32."""
+    def act(
+        self, observation: dict[str, Any], noise: np.ndarray | None = None, rtc: RTCPrefix | None = None
+    ) -> np.ndarray:
+        """Observation ({"images": {camera: uint8 (H, W, 3)}, "state", "task"}) -> (T, action_dim) float32.
+        `rtc`: the previous chunk's actions to agree with (servers with `supports_rtc`)."""
         message = {key: value for key, value in observation.items() if key != "images"}
         message.update(observation.get("images", {}))
         if "state" in message:
             message["state"] = np.asarray(message["state"], dtype=np.float32)
         if noise is not None:
             message["noise"] = np.asarray(noise, dtype=np.float32)
+        if rtc is not None:
+            message[RTC_KEY] = encode_prefix(rtc)
         reply = self.infer(message)
         self.last_inference_ms = float(reply["policy_timing"]["infer_ms"])
         return reply["actions"]
@@ -104,6 +111,11 @@ class PolicyClient:
     def reset(self) -> None:
         """Start a new episode on the server (the policy's reset, fresh sampling noise)."""
         self.infer(dict(RESET_MESSAGE))
+
+    @property
+    def supports_rtc(self) -> bool:
+        """Whether the server's model samples with an RTC prefix (from its metadata; connects)."""
+        return bool(self.metadata().get("supports_rtc", False))
 
     def metadata(self) -> dict[str, Any]:
         """What the server sent on connect: cameras, keys, dims, model type."""

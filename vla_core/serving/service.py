@@ -22,7 +22,9 @@ import numpy as np
 import torch
 
 from vla_core.errors import VLAError
-from vla_core.serving.checks import ObservationSpec
+from vla_core.rtc import RTCPrefix
+from vla_core.serving.checks import ObservationError, ObservationSpec
+from vla_core.serving.rtc_wire import RTC_KEY, decode_prefix
 
 logger = logging.getLogger(__name__)
 RESET_MESSAGE = {"reset": True}
@@ -44,7 +46,9 @@ class PolicyService:
 
     def __init__(self, policy: Any, spec: ObservationSpec, metadata: Mapping[str, Any] | None = None, seed: int = 0):
         self.policy, self.spec, self.seed = policy, spec, seed
-        self.metadata = {**dict(metadata or {}), **spec.describe(), "reset_message": RESET_MESSAGE}
+        self.supports_rtc = bool(getattr(policy, "supports_rtc", False))
+        self.metadata = {**dict(metadata or {}), **spec.describe(), "reset_message": RESET_MESSAGE,
+                         "supports_rtc": self.supports_rtc}
         # The model runs one request at a time: a GPU is never shared by two forward passes and
         # CPU inference already uses every core.
         self.lock = threading.Lock()
@@ -58,14 +62,18 @@ class PolicyService:
             with self.lock:
                 reset()
 
-    def act(self, observation: dict[str, Any], noise: np.ndarray | None) -> tuple[np.ndarray, float]:
-        """Checked observation -> (actions (T, A) float32, model milliseconds); PolicyOutputError if unusable."""
+    def act(
+        self, observation: dict[str, Any], noise: np.ndarray | None, rtc: RTCPrefix | None = None
+    ) -> tuple[np.ndarray, float]:
+        """Checked observation [, RTC prefix] -> (actions (T, A) float32, model milliseconds);
+        PolicyOutputError if unusable."""
+        extra: dict[str, Any] = {} if rtc is None else {"rtc": rtc}
         with self.lock:
             start = time.perf_counter()
             if noise is None:
-                actions = self.policy.act(observation)
+                actions = self.policy.act(observation, **extra)
             else:
-                actions = self.policy.act(observation, noise=torch.from_numpy(noise))
+                actions = self.policy.act(observation, noise=torch.from_numpy(noise), **extra)
             model_ms = (time.perf_counter() - start) * 1000
         actions = np.asarray(actions, dtype=np.float32)
         if actions.ndim != 2:
@@ -106,9 +114,29 @@ class Session:
         if isinstance(message, Mapping) and dict(message) == RESET_MESSAGE:
             self.start_episode()
             return {"reset": True, "episode": self.episode}
+        rtc = None
+        if isinstance(message, Mapping) and RTC_KEY in message:
+            message = dict(message)
+            rtc = self._rtc(message.pop(RTC_KEY))
         observation, noise = self.service.spec.check(message)
         if noise is None and self.service.spec.noise_shape is not None:
             noise = torch.randn(self.service.spec.noise_shape, generator=self.generator).numpy()
-        actions, model_ms = self.service.act(observation, noise)
+        actions, model_ms = self.service.act(observation, noise, rtc)
         self.requests += 1
         return {"actions": actions, "policy_timing": {"infer_ms": model_ms}}
+
+    def _rtc(self, value: Any) -> RTCPrefix:
+        """The request's `rtc` entry, checked; refused when the model has no guided sampler."""
+        if not self.service.supports_rtc:
+            vla = getattr(self.service.policy, "vla", None)
+            name = type(vla).__name__ if vla is not None else type(self.service.policy).__name__
+            head = getattr(vla, "vla_head", None)
+            raise ObservationError(
+                f"this server's model ({name}{f' with head {type(head).__name__}' if head is not None else ''}) cannot "
+                "sample with an 'rtc' prefix (real-time chunking needs a flow-matching model); drop the key and use "
+                "sync, naive or ensemble execution."
+            )
+        spec = self.service.spec
+        chunk = spec.noise_shape[0] if spec.noise_shape else None
+        action_dim = getattr(getattr(self.service.policy, "processor", None), "action_dim", None)
+        return decode_prefix(value, action_dim, chunk)
