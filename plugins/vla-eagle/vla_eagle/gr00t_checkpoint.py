@@ -190,6 +190,12 @@ def load_gr00t_n15(
         "processor": {"type": "GR00TProcessor", **{**processor.config, "embodiment_tag": processor.meta.tag}},
     }
     vla = build_vla(spec)
+    if processor.markup.per_tile != vla.vlm_backbone.tokens_per_image:
+        raise CheckpointError(
+            f"{eagle_dir / 'processor_config.json'} writes {processor.markup.per_tile} image tokens per image, but "
+            f"the Eagle model makes {vla.vlm_backbone.tokens_per_image}; use the eagle2_hg_model directory of the "
+            "Isaac-GR00T release the checkpoint was trained with."
+        )
     vla.load_report = load_into(vla, load_state_dict(path), {"vlm_backbone": "backbone", "vla_head": "action_head"},
                                 strict=True, source=str(path))
     vla.checkpoint_dir = path

@@ -245,10 +245,13 @@ class GR00TProcessor:
         return out
 
     def images(self, frames: dict[str, Any]) -> torch.Tensor:
-        """{camera: uint8 (H, W, 3)} -> (N_cam, 3, S, S) float32 Eagle pixel values, in video_keys order."""
+        """{camera (or "video.<camera>", "observation.images.<camera>"): uint8 (H, W, 3)} -> (N_cam, 3, S, S)
+        float32 Eagle pixel values, in video_keys order."""
         out = []
         for camera in self.keys["video"]:
-            frame = frames.get(camera, frames.get(f"video.{camera}"))
+            # GR00T's key, its modality-prefixed form, or the LeRobot feature name
+            names = (camera, f"video.{camera}", f"observation.images.{camera}")
+            frame = next((frames[n] for n in names if n in frames), None)
             if frame is None:
                 raise DataError(f"the observation has no image for camera '{camera}' (it has {sorted(frames)}); "
                                 f"GR00T reads every camera of {self.keys['video']}.")
