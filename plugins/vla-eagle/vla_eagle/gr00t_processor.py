@@ -100,7 +100,8 @@ class GR00TProcessor:
             "max_action_dim": max_action_dim, "action_horizon": action_horizon,
             "default_instruction": default_instruction,
         }
-        self.crop_scale, self.image_size = crop_scale, image_size
+        self.crop_scale = crop_scale
+        self.image_size = (image_size, image_size)  # (H, W) of the model's input, as VLAProcessor's
         self.image_mean, self.image_std = image_mean, image_std
         self.max_state_dim, self.max_action_dim, self.chunk_size = max_state_dim, max_action_dim, action_horizon
         self.default_instruction = default_instruction
@@ -235,7 +236,8 @@ class GR00TProcessor:
             "lang_tokens": ids,
             "lang_masks": torch.ones(len(ids), dtype=torch.bool),
             "states": self.normalize("state", raw["state"], self.max_state_dim),
-            "embodiment_id": torch.tensor(self.embodiment_id, dtype=torch.int64),
+            # the tag's projector; an observation (e.g. a served request) may name another slot
+            "embodiment_id": torch.tensor(int(raw.get("embodiment_id", self.embodiment_id)), dtype=torch.int64),
         }
         if raw.get("actions") is not None:
             out["actions"] = self.normalize("action", raw["actions"], self.max_action_dim)
@@ -255,7 +257,7 @@ class GR00TProcessor:
             if frame is None:
                 raise DataError(f"the observation has no image for camera '{camera}' (it has {sorted(frames)}); "
                                 f"GR00T reads every camera of {self.keys['video']}.")
-            image = gr00t_eval_frame(frame, camera, self.crop_scale, self.image_size)
+            image = gr00t_eval_frame(frame, camera, self.crop_scale, self.image_size[0])
             out.append(eagle_pixel_values(image, self.image_mean, self.image_std))
         return torch.stack(out)
 
