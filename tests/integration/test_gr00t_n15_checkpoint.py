@@ -74,7 +74,11 @@ def train_tokenizer(directory: Path):
 
 def eagle_config(vocab_size: int, image_token_id: int) -> dict:
     return {
-        "model_type": "eagle_2_5_vl", "select_layer": -1, "use_pixel_shuffle": False, "mlp_connector_layers": 1,
+        "model_type": "eagle_2_5_vl", "select_layer": -1,
+        # as Eagle's: remote code named, never run (the tokenizer loads with trust_remote_code=False)
+        "auto_map": {"AutoConfig": "configuration_eagle2_5_vl.Eagle2_5_VLConfig",
+                     "AutoModel": "modeling_eagle2_5_vl.Eagle2_5_VLForConditionalGeneration"},
+        "use_pixel_shuffle": False, "mlp_connector_layers": 1,
         "downsample_ratio": 0.5, "image_token_index": image_token_id,
         "vision_config": {"model_type": "siglip_vision_model", "hidden_size": 16, "intermediate_size": 32,
                           "num_hidden_layers": 1, "num_attention_heads": 2, "image_size": TINY_SIZE,

@@ -165,7 +165,10 @@ class GR00TProcessor:
                 f"'{directory}' is not a directory. Give the Eagle processor directory GR00T uses (Isaac-GR00T's "
                 "gr00t/model/backbone/eagle2_hg_model), copied next to the checkpoint.", "processor.tokenizer")
         try:
-            self.tokenizer = AutoTokenizer.from_pretrained(str(directory), local_files_only=True)
+            # Eagle's config.json names remote code (auto_map); saying no up front keeps transformers from
+            # asking on the terminal. The tokenizer itself is a plain Qwen2 one.
+            self.tokenizer = AutoTokenizer.from_pretrained(str(directory), local_files_only=True,
+                                                           trust_remote_code=False)
         except (OSError, ValueError) as exc:
             raise ConfigError(f"'{directory}' could not be loaded as a tokenizer: {exc}",
                               "processor.tokenizer") from None
