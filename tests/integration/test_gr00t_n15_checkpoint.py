@@ -191,7 +191,8 @@ def reference_actions(checkpoint: Path, vla, observation: dict, noise: torch.Ten
             f"{TASK}<|im_end|>\n<|im_start|>assistant\n")  # chat_template.json, add_generation_prompt=True
     text = re.sub(r"<image-(\d+)>", lambda m: f"<image {m.group(1)}><img>{'<IMG_CONTEXT>' * TOKENS_PER_IMAGE}</img>",
                   text)  # Eagle2_5_VLProcessor.replace_media_placeholder (one tile per image)
-    tokenizer = AutoTokenizer.from_pretrained(str(checkpoint / "eagle2_hg_model"), local_files_only=True)
+    tokenizer = AutoTokenizer.from_pretrained(str(checkpoint / "eagle2_hg_model"), local_files_only=True,
+                                              trust_remote_code=False)
     tokenizer.padding_side = "left"  # transforms.py build_eagle_processor
     enc = tokenizer([text], padding=True, return_tensors="pt")  # collate -> eagle_processor(text=..., padding=True)
     # -- state: state_action.py StateActionToTensor + Normalizer.forward("min_max") per key --
