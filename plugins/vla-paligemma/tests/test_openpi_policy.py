@@ -85,7 +85,8 @@ def write_openpi_checkpoint(directory: Path, pi05: bool, perturb: Any, tokenizer
 def observation(stats: dict[str, Any]) -> dict[str, Any]:
     """Two cameras at 48 x 64 (no right wrist), a task with "_" and a newline, a state partly below q01."""
     g = np.random.default_rng(2)
-    state = stats["state"]["q01"] + g.uniform(0, 1, STATE_DIM) * (stats["state"]["q99"] - stats["state"]["q01"])
+    low, high = stats["state"]["q01"], stats["state"]["q99"]
+    state = low + g.uniform(0, 1, len(low)) * (high - low)
     state[1] = stats["state"]["q01"][1] - 0.5  # normalises below -1: pi0.5 writes bin "-1"
     return {
         "images": {"base_0_rgb": g.integers(0, 256, (48, 64, 3), dtype=np.uint8),
@@ -95,8 +96,12 @@ def observation(stats: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def reference_inputs(obs: dict[str, Any], stats: dict[str, Any], tokenizer: Path, pi05: bool) -> dict[str, Any]:
-    """openpi's input transforms, one reference step per line, on one observation (batch of 1)."""
+def reference_inputs(
+    obs: dict[str, Any], stats: dict[str, Any], tokenizer: Path, pi05: bool, size: int = 224,
+    model_dim: int = MODEL_ACTION_DIM,
+) -> dict[str, Any]:
+    """openpi's input transforms, one reference step per line, on one observation (batch of 1); `size` is
+    openpi's 224 (a smaller test model's image size otherwise), `model_dim` the model's action_dim."""
     base, wrist = obs["images"]["base_0_rgb"], obs["images"]["left_wrist_0_rgb"]
     # policies/libero_policy.py LiberoInputs: slots base / left wrist / right wrist = zeros_like(base), mask False.
     images = {"base_0_rgb": base, "left_wrist_0_rgb": wrist, "right_wrist_0_rgb": np.zeros_like(base)}
@@ -111,10 +116,10 @@ def reference_inputs(obs: dict[str, Any], stats: dict[str, Any], tokenizer: Path
     # transforms.py ResizeImages -> openpi_client/image_tools.py resize_with_pad (PIL bilinear, pasted on black).
     for key, image in images.items():
         pil = Image.fromarray(image)
-        ratio = max(pil.size[0] / 224, pil.size[1] / 224)
+        ratio = max(pil.size[0] / size, pil.size[1] / size)
         small = pil.resize((int(pil.size[0] / ratio), int(pil.size[1] / ratio)), resample=Image.BILINEAR)
-        canvas = Image.new(small.mode, (224, 224), 0)
-        canvas.paste(small, (int((224 - small.size[0]) / 2), int((224 - small.size[1]) / 2)))
+        canvas = Image.new(small.mode, (size, size), 0)
+        canvas.paste(small, (int((size - small.size[0]) / 2), int((size - small.size[1]) / 2)))
         resized[key] = np.asarray(canvas)
     sp = sentencepiece.SentencePieceProcessor(model_file=str(tokenizer))
     # models/tokenizer.py PaligemmaTokenizer.tokenize: the task cleaned (strip, "_" and "\n" -> " ").
@@ -127,7 +132,7 @@ def reference_inputs(obs: dict[str, Any], stats: dict[str, Any], tokenizer: Path
     max_len = 200 if pi05 else 48  # models/pi0_config.py Pi0Config.max_token_len
     mask = [True] * len(tokens) + [False] * (max_len - len(tokens))
     tokens = tokens + [0] * (max_len - len(tokens))
-    state = np.pad(state, (0, MODEL_ACTION_DIM - STATE_DIM))  # transforms.py PadStatesAndActions
+    state = np.pad(state, (0, model_dim - len(state)))  # transforms.py PadStatesAndActions
     # models/model.py Observation.from_dict: uint8 -> float32 / 255 * 2 - 1 (here channels first, in slot order).
     pixels = np.stack([(resized[k].astype(np.float32) / 255.0 * 2.0 - 1.0).transpose(2, 0, 1) for k in images])
     return {
@@ -140,14 +145,15 @@ def reference_inputs(obs: dict[str, Any], stats: dict[str, Any], tokenizer: Path
 def reference_outputs(actions: np.ndarray, stats: dict[str, Any], pi05: bool) -> np.ndarray:
     """openpi's output transforms on the model's (T, model_action_dim) float32 actions."""
     a = stats["actions"]
+    action_dim, model_dim = len(a["mean"]), actions.shape[-1]
     if pi05:  # transforms.py Unnormalize._unnormalize_quantile: stats' dims mapped back, the rest kept
         dim = a["q01"].shape[-1]
         out = np.concatenate([(actions[..., :dim] + 1.0) / 2.0 * (a["q99"] - a["q01"] + 1e-6) + a["q01"],
                               actions[..., dim:]], axis=-1)
     else:  # transforms.py Unnormalize._unnormalize: mean padded with 0, std with 1
-        pad = MODEL_ACTION_DIM - ACTION_DIM
+        pad = model_dim - action_dim
         out = actions * (np.pad(a["std"], (0, pad), constant_values=1.0) + 1e-6) + np.pad(a["mean"], (0, pad))
-    return out[..., :ACTION_DIM]  # policies/libero_policy.py LiberoOutputs: the robot's action dims
+    return out[..., :action_dim]  # policies/libero_policy.py LiberoOutputs: the robot's action dims
 
 
 @pytest.mark.parametrize("pi05", [False, True], ids=["pi0", "pi05"])
@@ -197,3 +203,45 @@ def test_without_tokenizer_the_model_loads_but_has_no_processor(
     assert vla.processor is None and vla.load_report.ok
     with pytest.raises(CheckpointError, match="holds no processor"):
         Policy.from_pretrained(tmp_path)
+
+
+def test_policy_on_a_transformers_pi0_directory_follows_openpi(
+    pi0_reference: tuple[Any, Path], tiny: dict, tmp_path: Path, spm_tokenizer_file: Path
+) -> None:
+    """transformers' PI0 `save_pretrained` directory + openpi's norm stats and tokenizer beside it: our Policy equals
+    openpi's input/output transforms around transformers' own `sample_actions`."""
+    model, directory = pi0_reference
+    for file in directory.iterdir():
+        shutil.copy(file, tmp_path / file.name)
+    shutil.copy(spm_tokenizer_file, tmp_path / "tokenizer.model")
+    g = np.random.default_rng(5)
+    stats = {key: {"mean": g.normal(0, 1, dim), "std": g.uniform(0.2, 2, dim), "q01": -1 - g.uniform(0, 1, dim),
+                   "q99": 1 + g.uniform(0, 1, dim)} for key, dim in (("state", 4), ("actions", 3))}
+    (tmp_path / "assets" / "robot").mkdir(parents=True)
+    (tmp_path / "assets" / "robot" / "norm_stats.json").write_text(
+        json.dumps({"norm_stats": {k: {n: v.tolist() for n, v in value.items()} for k, value in stats.items()}}))
+    policy = Policy.from_pretrained(tmp_path, precision="fp32")
+    assert isinstance(policy.processor, OpenPIProcessor) and policy.processor.image_size == 32
+    obs = observation(stats)
+    size, max_action_dim = tiny["vision_config"]["image_size"], tiny["action_dim"]
+    inputs = reference_inputs(obs, stats, spm_tokenizer_file, False, size=size, model_dim=max_action_dim)
+    got = policy.model_inputs([obs])
+    for key, value in inputs.items():
+        assert torch.equal(got[key], value), key
+
+    # transformers' PI0ForConditionalGeneration.sample_actions on those inputs: image placeholders before the prompt.
+    image_ids = torch.full((1, 3 * tiny["tokens_per_image"]), tiny["image_token"])
+    image_mask = inputs["img_masks"].repeat_interleave(tiny["tokens_per_image"], dim=1)
+    noise = torch.randn(tiny["chunk"], max_action_dim, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        model_actions = model.sample_actions(
+            state=torch.nn.functional.pad(inputs["states"], (0, tiny["state_dim"] - max_action_dim)),
+            input_ids=torch.cat([image_ids, inputs["lang_tokens"]], dim=1),
+            attention_mask=torch.cat([image_mask, inputs["lang_masks"]], dim=1).long(),
+            pixel_values=inputs["images"], pixel_attention_mask=inputs["img_masks"], noise=noise[None], num_steps=10,
+        )[0].numpy()
+    expected = reference_outputs(model_actions, stats, False)
+    actions = policy.act(obs, noise=noise)
+    assert actions.shape == (tiny["chunk"], 3) and np.abs(expected).max() > 0.1
+    # transformers' float32 time embedding and decimal step times vs openpi's (our default): 4.4e-6 here.
+    np.testing.assert_allclose(actions, expected, rtol=0, atol=2e-5)

@@ -130,7 +130,9 @@ def find_norm_stats(path: Path) -> Path | None:
     return found[0] if found else None
 
 
-def openpi_processor(path: Path, model_type: str, config: dict[str, Any]) -> OpenPIProcessor | None:
+def openpi_processor(
+    path: Path, model_type: str, config: dict[str, Any], image_size: int = 224
+) -> OpenPIProcessor | None:
     """The OpenPIProcessor of a released checkpoint, or None when its norm stats or tokenizer file are absent."""
     stats, tokenizer = find_norm_stats(path), find_tokenizer_file(path)
     if stats is None or tokenizer is None:
@@ -141,6 +143,7 @@ def openpi_processor(path: Path, model_type: str, config: dict[str, Any]) -> Ope
         # Training-config fields the converter does not write; add them to config.json where they differ
         # from openpi's defaults (e.g. pi05_libero: "discrete_state_input": false).
         max_token_len=config.get("max_token_len"), discrete_state_input=config.get("discrete_state_input"),
+        image_size=image_size,
     )
 
 
@@ -154,7 +157,8 @@ def load_openpi_checkpoint(path: str | Path, config: dict[str, Any]) -> Any:
     path = Path(path)
     spec = openpi_spec(path, config)
     model_type = "pi05" if spec["type"] == "PI05FlowMatching" else "pi0"
-    processor = openpi_processor(path, model_type, config)
+    image_size = spec["vlm_backbone"]["vlm_config"]["vision_config"]["image_size"]
+    processor = openpi_processor(path, model_type, config, image_size)
     if processor is not None:
         spec["processor"] = processor_spec(processor)
     vla = build_vla(spec)

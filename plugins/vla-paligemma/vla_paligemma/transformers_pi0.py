@@ -158,8 +158,10 @@ def load_transformers_pi0(path: str | Path, config: dict[str, Any]) -> Any:
     spec = pi0_spec_from_transformers_config(config)
     mapping = transformers_pi0_mapping(checkpoint_keys(path))
     spec |= {"pretrained_name_or_path": str(path), "name_mapping": mapping}
-    processor = openpi_processor(path, "pi0", {"action_dim": spec["max_action_dim"],
-                                               "action_horizon": spec["n_action_steps"]})
+    image_size = spec["vlm_backbone"]["vlm_config"]["vision_config"].get("image_size", 224)
+    processor = openpi_processor(
+        path, "pi0", {"action_dim": spec["max_action_dim"], "action_horizon": spec["n_action_steps"]}, image_size
+    )
     if processor is not None:
         spec["processor"] = processor_spec(processor)
     vla = build_vla(spec)
