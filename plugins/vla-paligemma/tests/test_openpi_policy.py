@@ -22,6 +22,7 @@ import sentencepiece
 import torch
 from PIL import Image
 from safetensors.torch import save_file
+from vla_paligemma.openpi_images import IMAGE_KEYS
 from vla_paligemma.openpi_processor import OpenPIProcessor
 from vla_paligemma.transformers_pi0 import openpi_name_mapping
 
@@ -29,6 +30,7 @@ import vla_core
 from vla_core.engine.export import export_checkpoint
 from vla_core.engine.policy import Policy
 from vla_core.errors import CheckpointError
+from vla_core.serving.checks import ObservationSpec
 
 VOCAB, WIDTH, HORIZON, MODEL_ACTION_DIM = 320, 64, 4, 8
 STATE_DIM, ACTION_DIM = 5, 4
@@ -165,6 +167,9 @@ def test_policy_on_an_openpi_checkpoint_follows_openpi(
     assert type(policy.vla).__name__ == ("PI05FlowMatching" if pi05 else "PI0FlowMatching")
     assert policy.vla.load_report.ok and policy.vla.load_report.ignored == 1  # the expert's unused LM head
     assert isinstance(policy.processor, OpenPIProcessor) and policy.processor.use_quantiles == pi05
+    spec = ObservationSpec.from_policy(policy)  # what `vla serve` checks requests against
+    assert spec.cameras == list(IMAGE_KEYS) and spec.noise_shape == (HORIZON, MODEL_ACTION_DIM)
+    assert spec.state_dim == STATE_DIM
     obs = observation(stats)
     expected_inputs = reference_inputs(obs, stats, tmp_path / "paligemma_tokenizer.model", pi05)
 
@@ -221,7 +226,7 @@ def test_policy_on_a_transformers_pi0_directory_follows_openpi(
     (tmp_path / "assets" / "robot" / "norm_stats.json").write_text(
         json.dumps({"norm_stats": {k: {n: v.tolist() for n, v in value.items()} for k, value in stats.items()}}))
     policy = Policy.from_pretrained(tmp_path, precision="fp32")
-    assert isinstance(policy.processor, OpenPIProcessor) and policy.processor.image_size == 32
+    assert isinstance(policy.processor, OpenPIProcessor) and policy.processor.image_size == (32, 32)
     obs = observation(stats)
     size, max_action_dim = tiny["vision_config"]["image_size"], tiny["action_dim"]
     inputs = reference_inputs(obs, stats, spm_tokenizer_file, False, size=size, model_dim=max_action_dim)

@@ -103,7 +103,8 @@ class OpenPIProcessor:
         self.max_token_len = max_token_len or (200 if self.pi05 else 48)
         self.use_quantiles = self.pi05 if use_quantiles is None else use_quantiles
         self.camera_map = dict(cameras) if cameras is not None else None
-        self.model_action_dim, self.chunk_size, self.image_size = model_action_dim, chunk_size, image_size
+        self.model_action_dim, self.chunk_size = model_action_dim, chunk_size
+        self.image_size = (image_size, image_size)  # (H, W), as VLAProcessor's
         self.default_prompt = default_prompt
         self.tokenizer = PaligemmaPromptTokenizer(tokenizer, self.max_token_len)
         self.norm_stats: dict[str, NormStats] | None = None if norm_stats is None else read_norm_stats(norm_stats)
@@ -124,8 +125,15 @@ class OpenPIProcessor:
 
     @property
     def cameras(self) -> list[str]:
-        """The camera slots, in prefix order."""
-        return list(IMAGE_KEYS)
+        """The observation's camera keys, in prefix order: the mapped ones, or the slot names without a map."""
+        if self.camera_map is None:
+            return list(IMAGE_KEYS)
+        return [self.camera_map[slot] for slot in IMAGE_KEYS if self.camera_map.get(slot) is not None]
+
+    @property
+    def max_action_dim(self) -> int:
+        """The model's action width (the noise is (chunk_size, max_action_dim))."""
+        return self.model_action_dim
 
     @property
     def vocab_size(self) -> int:
@@ -210,10 +218,10 @@ class OpenPIProcessor:
             if key is not None and key not in frames and self.camera_map is not None:
                 raise DataError(f"the observation has no image '{key}' (slot {slot}); it has {sorted(frames)}.")
             if key is None or key not in frames:
-                image = np.zeros((self.image_size, self.image_size, 3), dtype=np.uint8)
+                image = np.zeros((*self.image_size, 3), dtype=np.uint8)
                 masks.append(False)
             else:
-                image = resize_with_pad(parse_image(frames[key], key), self.image_size, self.image_size)
+                image = resize_with_pad(parse_image(frames[key], key), *self.image_size)
                 masks.append(True)
             out.append(to_model_range(image))
         if not any(masks):
