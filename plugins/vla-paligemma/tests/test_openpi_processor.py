@@ -79,25 +79,33 @@ def test_camera_map_and_bad_observations(tokenizer_file: Path, tmp_path: Path) -
         OpenPIProcessor(tokenizer=str(tokenizer_file), cameras={"front": "top"})
 
 
-def test_fit_on_a_lerobot_dataset_then_save_and_reload(tokenizer_file: Path, tmp_path: Path) -> None:
-    from vla_core.data.lerobot_dataset import LeRobotDataset
+TOP_ONLY = {"base_0_rgb": "observation.images.top", "left_wrist_0_rgb": None, "right_wrist_0_rgb": None}
+
+
+def write_dataset(root: Path, length: int = 10) -> Path:
+    """A LeRobot v3.0 dataset: one 20 x 30 camera, a 3-dim state, 2-dim actions, two episodes."""
     from vla_core.data.lerobot_writer import LeRobotWriter
 
     features = {"observation.images.top": {"dtype": "image", "shape": [20, 30, 3]},
                 "observation.state": {"dtype": "float32", "shape": [3]}, "action": {"dtype": "float32", "shape": [2]}}
-    writer = LeRobotWriter.create(tmp_path / "data", fps=10, features=features, robot_type="toy_arm")
+    writer = LeRobotWriter.create(root, fps=10, features=features, robot_type="toy_arm")
     rng = np.random.default_rng(0)
     for _ in range(2):
-        for _ in range(10):
+        for _ in range(length):
             writer.add_frame({"observation.images.top": rng.integers(0, 256, (20, 30, 3), dtype=np.uint8),
                               "observation.state": rng.normal(size=3).astype(np.float32),
                               "action": (3 * rng.normal(size=2) + 1).astype(np.float32)}, task="pick_it up")
         writer.save_episode()
     writer.finalize()
-    dataset = LeRobotDataset(str(tmp_path / "data"), chunk_size=4)
+    return root
+
+
+def test_fit_on_a_lerobot_dataset_then_save_and_reload(tokenizer_file: Path, tmp_path: Path) -> None:
+    from vla_core.data.lerobot_dataset import LeRobotDataset
+
+    dataset = LeRobotDataset(str(write_dataset(tmp_path / "data")), chunk_size=4)
     processor = OpenPIProcessor(model_type="pi05", tokenizer=str(tokenizer_file), model_action_dim=6, chunk_size=4,
-                                cameras={"base_0_rgb": "observation.images.top", "left_wrist_0_rgb": None,
-                                         "right_wrist_0_rgb": None})
+                                cameras=TOP_ONLY)
     processor.fit(dataset)
     assert (processor.state_dim, processor.action_dim) == (3, 2) and processor.use_quantiles
     actions = processor.norm_stats["actions"]
@@ -112,3 +120,27 @@ def test_fit_on_a_lerobot_dataset_then_save_and_reload(tokenizer_file: Path, tmp
         assert torch.equal(value, sample[key]), key
     with pytest.raises(DataError, match="map them to openpi's slots"):
         OpenPIProcessor(tokenizer=str(tokenizer_file), chunk_size=4).fit(dataset)
+
+
+def test_fine_tuning_pi05_with_the_preset_then_acting(tokenizer_file: Path, tmp_path: Path) -> None:
+    """`vla train` with processor OpenPIProcessor: fitted, saved in every checkpoint, used by Policy."""
+    import yaml
+
+    from vla_core.config.run import validate_run_config
+    from vla_core.engine.policy import Policy
+    from vla_core.engine.trainer import Trainer
+    from vla_core.plugin_manager import new_plugin_manager
+
+    config = yaml.safe_load((Path(__file__).resolve().parents[3] / "configs" / "pi05_tiny.yaml").read_text())
+    for key in ("discrete_state_input", "num_state_bins"):  # back to openpi's prompt state
+        config["model"].pop(key)
+    config["model"]["processor"] = {"type": "OpenPIProcessor", "model_type": "pi05", "tokenizer": str(tokenizer_file),
+                                    "image_size": 32, "model_action_dim": 7, "chunk_size": 8, "cameras": TOP_ONLY}
+    config |= {"data": {"type": "LeRobotDataset", "root": str(write_dataset(tmp_path / "data", 12)), "chunk_size": 8},
+               "train": {"steps": 2, "batch_size": 2, "save_every": 2}, "output_dir": str(tmp_path / "run")}
+    Trainer(validate_run_config(config), plugin_manager=new_plugin_manager()).fit()
+    policy = Policy.from_pretrained(tmp_path / "run", precision="fp32")
+    assert isinstance(policy.processor, OpenPIProcessor) and policy.processor.state_dim == 3
+    frame = np.zeros((20, 30, 3), dtype=np.uint8)
+    actions = policy.act({"images": {"observation.images.top": frame}, "task": "pick it", "state": [0.1, 0.2, 0.3]})
+    assert actions.shape == (8, 2) and np.isfinite(actions).all()
