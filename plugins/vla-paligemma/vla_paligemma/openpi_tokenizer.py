@@ -15,12 +15,15 @@ local path (nothing is downloaded).
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from vla_core.errors import ConfigError
+
+logger = logging.getLogger(__name__)
 
 #: File names the SentencePiece model is looked up under in a directory.
 TOKENIZER_FILES = ("paligemma_tokenizer.model", "tokenizer.model")
@@ -96,7 +99,11 @@ class PaligemmaPromptTokenizer:
 
     def tokenize(self, prompt: str, state: np.ndarray | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """-> tokens (max_len,) int64 (padding id 0), mask (max_len,) bool. `state` only for pi0.5."""
-        ids = self.token_ids(prompt, state)[: self.max_len]
+        ids = self.token_ids(prompt, state)
+        if len(ids) > self.max_len:  # openpi warns and cuts, as here
+            logger.warning("prompt of %d tokens cut to max_token_len %d; raise it if this happens often.",
+                           len(ids), self.max_len)
+            ids = ids[: self.max_len]
         tokens = torch.zeros(self.max_len, dtype=torch.int64)
         mask = torch.zeros(self.max_len, dtype=torch.bool)
         tokens[: len(ids)] = torch.tensor(ids, dtype=torch.int64)
