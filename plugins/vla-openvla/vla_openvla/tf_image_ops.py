@@ -14,6 +14,8 @@ the same float32 operations in the same order), so the uint8 results equal Tenso
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 
 from vla_core.errors import DataError
@@ -150,15 +152,19 @@ def resize_lanczos3(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 def jpeg_round_trip(image: np.ndarray) -> np.ndarray:
     """uint8 (H, W, 3) -> uint8 (H, W, 3): `tf.image.encode_jpeg` (quality 95, 4:2:0 chroma, accurate
-    integer DCT) then `tf.io.decode_image` (TensorFlow's default fast integer DCT, fancy upsampling),
-    both through libjpeg-turbo (simplejpeg), as OFT's `resize_image_for_policy` does before resizing."""
+    integer DCT) then `tf.io.decode_image` (TensorFlow's default fast integer DCT, fancy upsampling), as
+    OFT's `resize_image_for_policy` does before resizing. Both through libjpeg-turbo: Pillow's encoder
+    writes the same coefficients as TensorFlow's; simplejpeg decodes with TensorFlow's DCT choice
+    (Pillow cannot: its fast DCT also turns fancy upsampling off)."""
+    from PIL import Image
+
     try:
         import simplejpeg
     except ImportError:  # pragma: no cover - a dependency of vla-openvla
         raise DataError("OFT's image resizing needs simplejpeg (pip install simplejpeg).") from None
-    encoded = simplejpeg.encode_jpeg(np.ascontiguousarray(image), quality=95, colorspace="RGB",
-                                     colorsubsampling="420", fastdct=False)
-    return simplejpeg.decode_jpeg(encoded, colorspace="RGB", fastdct=True, fastupsample=False)
+    buffer = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(image)).save(buffer, format="JPEG", quality=95, subsampling="4:2:0")
+    return simplejpeg.decode_jpeg(buffer.getvalue(), colorspace="RGB", fastdct=True, fastupsample=False)
 
 
 def resize_like_rlds(image: np.ndarray, size: int = OPENVLA_IMAGE_SIZE) -> np.ndarray:
