@@ -23,6 +23,7 @@ from vla_openvla.tf_image_ops import center_crop_and_resize, resize_like_rlds
 from vla_core.checksums import checkpoint_directory
 from vla_core.engine.policy import Policy
 from vla_core.errors import DataError
+from vla_core.serving.checks import ObservationSpec
 
 A = 7  # xyz, rpy, gripper
 BRIDGE = {"action": {"q01": [-0.03, -0.04, -0.03, -0.1, -0.1, -0.2, 0.0], "q99": [0.03, 0.04, 0.04, 0.1, 0.1, 0.2, 1.0],
@@ -176,7 +177,9 @@ def test_oft_policy_equals_the_reference_pipeline(ref, tmp_path):
     assert got.shape == (8, A)
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-4)
 
-    # Converted to a vla checkpoint, the preset is recorded in config.json and picked on reload.
+    # Converted to a vla checkpoint (with camera names, for serving), the preset is recorded in
+    # config.json and picked on reload.
+    policy.processor.camera_names = ["full_image", "wrist_image"]
     out = tmp_path / "converted"
     with checkpoint_directory(out) as tmp:
         policy.vla.write_pretrained(tmp)
@@ -185,6 +188,10 @@ def test_oft_policy_equals_the_reference_pipeline(ref, tmp_path):
     reloaded = Policy.from_pretrained(out, precision="fp32")
     assert isinstance(reloaded.processor, OpenVLAProcessor)
     np.testing.assert_array_equal(reloaded.act(observation), got)
+    spec = ObservationSpec.from_policy(reloaded)
+    assert spec.cameras == ["full_image", "wrist_image"] and spec.state_dim == proprio_dim
+    checked, _ = spec.check({"full_image": full, "wrist_image": wrist, "state": state, "prompt": task})
+    np.testing.assert_allclose(reloaded.act(checked), got, rtol=0, atol=1e-5)  # the wire state is float32
 
 
 def test_unnorm_key_and_statistics_errors(ref, tmp_path):
