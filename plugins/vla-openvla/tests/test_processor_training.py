@@ -35,6 +35,8 @@ def dataset_root(tmp_path_factory):
 
 
 def test_fit_train_save_and_act(ref, dataset_root, tmp_path):
+    # ~13 s on 2 cores once torch/transformers are imported: a real `vla train` run (2 steps, a
+    # checkpoint with checksums) and a reload; kept as one test so the run is paid once.
     from vla_openvla.processor import OpenVLAProcessor
 
     from vla_core.config.run import validate_run_config
