@@ -43,13 +43,16 @@ def eval_config(episodes: int = 2, steps: int = 5, **params: Any) -> dict[str, A
     }
 
 
-def run_harness(url: str, config: dict[str, Any]) -> tuple[dict[str, Any], list[tuple[int, int, np.ndarray]]]:
-    """The harness's `vla_eval.api.run` (no Docker, no recording) -> (its result, the executed actions)."""
+def run_harness(
+    url: str, config: dict[str, Any], output_dir: Path
+) -> tuple[dict[str, Any], list[tuple[int, int, np.ndarray]]]:
+    """The harness's `vla_eval.api.run` (no Docker, no recording; progress files in `output_dir`)
+    -> (its result, the executed actions)."""
     import harness_benchmark
     from vla_eval.api import run
 
     harness_benchmark.EXECUTED.clear()
-    (result,) = run(config, server_url=url, docker=False, no_save=True)
+    (result,) = run(config, server_url=url, output_dir=output_dir, docker=False, no_save=True)
     return result, list(harness_benchmark.EXECUTED)
 
 
@@ -79,7 +82,7 @@ class Spy:
         policy.reset, policy.act = counted_reset, recorded_act  # type: ignore[method-assign]
 
 
-def test_the_harness_runs_two_episodes_and_executes_the_in_process_actions(vla_eval, checkpoint, policy):
+def test_the_harness_runs_two_episodes_and_executes_the_in_process_actions(vla_eval, checkpoint, policy, tmp_path):
     from vla_eval.api import serve_background
 
     from vla_core.serving.vla_eval_server import VLAEvalModelServer
@@ -89,7 +92,7 @@ def test_the_harness_runs_two_episodes_and_executes_the_in_process_actions(vla_e
     server = VLAEvalModelServer.from_policy(served_policy, execute_steps=EXECUTE)
     with serve_background(server) as handle:
         assert handle.url.startswith("ws://127.0.0.1:")
-        result, executed = run_harness(handle.url, eval_config(episodes=2, steps=5))
+        result, executed = run_harness(handle.url, eval_config(episodes=2, steps=5), tmp_path)
 
     assert errors_of(result) == 0, episodes_of(result)
     assert [(e, s) for e, s, _ in executed] == [(e, s) for e in range(2) for s in range(5)]
@@ -131,15 +134,17 @@ def test_hello_asks_for_the_wrist_frame_and_state_and_unmapped_keys_are_ignored(
     assert server.chunk_size == CHUNK  # execute_steps None: the whole chunk
 
 
-def test_an_observation_that_does_not_fit_fails_its_episode_with_the_reason_and_serving_goes_on(vla_eval, policy):
+def test_an_observation_that_does_not_fit_fails_its_episode_with_the_reason_and_serving_goes_on(
+    vla_eval, policy, tmp_path
+):
     from vla_eval.api import serve_background
 
     from vla_core.serving.vla_eval_server import VLAEvalModelServer
 
     server = VLAEvalModelServer.from_policy(policy)
     with serve_background(server) as handle:
-        bad, executed = run_harness(handle.url, eval_config(episodes=1, steps=2, camera="front"))
-        good, _ = run_harness(handle.url, eval_config(episodes=1, steps=2))
+        bad, executed = run_harness(handle.url, eval_config(episodes=1, steps=2, camera="front"), tmp_path)
+        good, _ = run_harness(handle.url, eval_config(episodes=1, steps=2), tmp_path)
     (episode,) = episodes_of(bad)
     detail = episode["failure_detail"]
     assert errors_of(bad) == 1 and executed == []
@@ -169,8 +174,9 @@ def test_nan_state_is_refused_and_never_reaches_the_harness_as_an_action(vla_eva
     assert "Server error" in message and "NaN or inf at index [3]" in message
 
 
-def test_vla_serve_protocol_vla_eval_serves_the_harness_and_stops_on_sigterm(vla_eval, vla_main, checkpoint, policy,
-                                                                               monkeypatch):
+def test_vla_serve_protocol_vla_eval_serves_the_harness_and_stops_on_sigterm(
+    vla_eval, vla_main, checkpoint, policy, monkeypatch, tmp_path
+):
     """The `vla serve` command in this process (a subprocess would spend its time importing torch):
     once it listens, a thread runs the harness against it, then sends this process SIGTERM."""
     from vla_core.serving import vla_eval_server
@@ -181,7 +187,7 @@ def test_vla_serve_protocol_vla_eval_serves_the_harness_and_stops_on_sigterm(vla
     def serve_and_drive(server: Any, host: str, port: int, on_ready: Any) -> None:
         def drive(url: str) -> None:
             try:
-                outcome["result"], outcome["executed"] = run_harness(url, eval_config(episodes=1, steps=3))
+                outcome["result"], outcome["executed"] = run_harness(url, eval_config(episodes=1, steps=3), tmp_path)
             finally:
                 os.kill(os.getpid(), signal.SIGTERM)  # the server's handler stops it
 
