@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import socket
 import sys
 import threading
 from pathlib import Path
@@ -209,6 +210,16 @@ def test_vla_serve_protocol_vla_eval_serves_the_harness_and_stops_on_sigterm(
         seed = step - step % EXECUTE
         want = policy.act(observation(seed), noise=torch.from_numpy(noise(seed)))[step % EXECUTE]
         np.testing.assert_array_equal(action, want)
+
+
+def test_a_port_taken_while_the_model_loaded_raises_its_oserror(vla_eval, policy):
+    from vla_core.serving.vla_eval_server import VLAEvalModelServer, serve_vla_eval
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        with pytest.raises(OSError, match="address already in use"):  # not an ExceptionGroup: the CLI says it
+            serve_vla_eval(VLAEvalModelServer.from_policy(policy), "127.0.0.1", taken.getsockname()[1])
 
 
 @pytest.mark.parametrize(

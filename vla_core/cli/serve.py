@@ -13,6 +13,8 @@ from vla_core.cli.options import PRECISION_OPTION, report_precision
 if TYPE_CHECKING:
     from rich.console import Console
 
+MAX_MESSAGE_MB, IDLE_TIMEOUT_S = 32.0, 300.0  # defaults of the openpi server's limits
+
 
 def serve_cmd(
     checkpoint: Path = typer.Argument(
@@ -30,8 +32,10 @@ def serve_cmd(
         None, envvar="VLA_API_KEY", help="Require 'Authorization: Api-Key KEY' (openpi-client's api_key)."
     ),
     frame_size: str = typer.Option("warn", help="A frame far from the model's input size: warn (once) or refuse."),
-    max_message_mb: float = typer.Option(32.0, help="The largest request accepted, in MiB."),
-    idle_timeout: float = typer.Option(300.0, help="Seconds a connection may stay silent before it is closed."),
+    max_message_mb: float = typer.Option(MAX_MESSAGE_MB, help="The largest request accepted, in MiB."),
+    idle_timeout: float = typer.Option(
+        IDLE_TIMEOUT_S, help="Seconds a connection may stay silent before it is closed."
+    ),
     seed: int = typer.Option(0, help="Seed of the sampling noise when a request brings none (per episode)."),
     protocol: str = typer.Option(
         "openpi", help="openpi (robots: openpi-client, vla's PolicyClient) or vla-eval (the vla-eval benchmark "
@@ -104,10 +108,12 @@ def _check_protocol_options(
         return
     # The harness's own server loop serves vla-eval: its client sends no API key, and the loop has
     # no message size limit or idle timeout to set.
-    unsupported = [
-        flag for flag, given in (("--api-key", api_key is not None), ("--max-message-mb", max_message_mb != 32.0),
-                                 ("--idle-timeout", idle_timeout != 300.0)) if given
-    ]
+    given = {
+        "--api-key": api_key is not None,
+        "--max-message-mb": max_message_mb != MAX_MESSAGE_MB,
+        "--idle-timeout": idle_timeout != IDLE_TIMEOUT_S,
+    }
+    unsupported = [flag for flag, was_given in given.items() if was_given]
     if unsupported:
         raise ConfigError(
             f"{', '.join(unsupported)} cannot be used with --protocol vla-eval: the vla-eval harness's connection "

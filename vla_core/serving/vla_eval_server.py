@@ -167,8 +167,18 @@ def serve_vla_eval(
     """Serve on the harness's own server loop until SIGTERM or Ctrl-C, then return.
 
     `on_ready(url)` runs once the port listens. A stop lets the inference in progress finish
-    (its thread is not interrupted) and closes the connections."""
-    anyio.run(_serve_until_signal, model_server, host, port, on_ready)
+    (its thread is not interrupted) and closes the connections. A port that cannot be bound
+    raises its OSError."""
+    try:
+        anyio.run(_serve_until_signal, model_server, host, port, on_ready)
+    except Exception as exc:
+        # The task group wraps a lone error (a taken port) in an ExceptionGroup: raise the error itself.
+        inner: BaseException = exc
+        while len(getattr(inner, "exceptions", ())) == 1:
+            inner = inner.exceptions[0]  # type: ignore[attr-defined]
+        if inner is exc:
+            raise
+        raise inner from None
 
 
 async def _serve_until_signal(
