@@ -11,6 +11,7 @@ import signal
 import socket
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -210,6 +211,58 @@ def test_vla_serve_protocol_vla_eval_serves_the_harness_and_stops_on_sigterm(
         seed = step - step % EXECUTE
         want = policy.act(observation(seed), noise=torch.from_numpy(noise(seed)))[step % EXECUTE]
         np.testing.assert_array_equal(action, want)
+
+
+class SlowPolicy:
+    """`policy` taking `seconds` longer per inference, saying when one starts and ends."""
+
+    def __init__(self, policy: Policy, seconds: float) -> None:
+        self.policy, self.seconds = policy, seconds
+        self.processor, self.vla = policy.processor, policy.vla
+        self.started, self.finished = threading.Event(), threading.Event()
+
+    def reset(self) -> None:
+        self.policy.reset()
+
+    def act(self, obs: dict[str, Any], noise: torch.Tensor | None = None) -> np.ndarray:
+        self.started.set()
+        time.sleep(self.seconds)
+        actions = self.policy.act(obs, noise=noise)
+        self.finished.set()
+        return actions
+
+
+def test_sigterm_during_an_inference_lets_it_finish_closes_the_connection_and_returns(vla_eval, policy):
+    import harness_benchmark
+    from vla_eval.connection import Connection
+
+    from vla_core.serving.vla_eval_server import VLAEvalModelServer, serve_vla_eval
+
+    slow = SlowPolicy(policy, seconds=1.0)
+    outcome: list[str] = []
+
+    async def harness(url: str) -> None:
+        async with Connection(url, timeout=30, max_retries=1) as connection:
+            await connection.start_episode({"task": {}})
+            try:
+                await connection.act(harness_benchmark.harness_observation(0))
+                outcome.append("reply")
+            except Exception as exc:
+                outcome.append(type(exc).__name__)
+
+    def drive(url: str) -> None:
+        threading.Thread(target=lambda: slow.started.wait(30) and os.kill(os.getpid(), signal.SIGTERM)).start()
+        anyio.run(harness, url)
+
+    def ready(url: str) -> None:
+        threading.Thread(target=drive, args=(url,), daemon=True).start()
+
+    serve_vla_eval(VLAEvalModelServer.from_policy(slow), "127.0.0.1", 0, on_ready=ready)
+    assert slow.finished.is_set()  # the model thread was not cut off mid-inference
+    deadline = time.monotonic() + 10
+    while not outcome and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert outcome and outcome[0].startswith("ConnectionClosed"), outcome  # closed, not left hanging
 
 
 def test_a_port_taken_while_the_model_loaded_raises_its_oserror(vla_eval, policy):

@@ -166,9 +166,10 @@ def serve_vla_eval(
 ) -> None:
     """Serve on the harness's own server loop until SIGTERM or Ctrl-C, then return.
 
-    `on_ready(url)` runs once the port listens. A stop lets the inference in progress finish
-    (its thread is not interrupted) and closes the connections. A port that cannot be bound
-    raises its OSError."""
+    `on_ready(url)` runs once the port listens. A stop closes the connections (an observation
+    being answered gets no action: the harness counts that episode as failed) and returns once
+    the model has finished the inference in progress, whose thread is never cut off. A port
+    that cannot be bound raises its OSError."""
     try:
         anyio.run(_serve_until_signal, model_server, host, port, on_ready)
     except Exception as exc:
@@ -179,6 +180,11 @@ def serve_vla_eval(
         if inner is exc:
             raise
         raise inner from None
+    finally:
+        # The loop is gone but a worker thread may still be inside Policy.act: wait for it, so
+        # the caller (or interpreter exit) never tears torch down under a running inference.
+        with model_server.service.lock:
+            pass
 
 
 async def _serve_until_signal(
