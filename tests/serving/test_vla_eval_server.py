@@ -155,6 +155,19 @@ def test_an_observation_that_does_not_fit_fails_its_episode_with_the_reason_and_
     assert errors_of(good) == 0
 
 
+def test_a_second_session_on_a_head_with_history_is_warned_about(vla_eval, policy, monkeypatch, caplog):
+    from vla_core.serving.vla_eval_server import VLAEvalModelServer
+
+    server = VLAEvalModelServer.from_policy(policy)
+    server._start_episode("shard-0")
+    server._start_episode("shard-0")
+    server._start_episode("shard-1")
+    assert "one shard per server" not in caplog.text  # a stateless head: sessions do not interfere
+    monkeypatch.setattr(policy.vla.vla_head, "supports_history", True, raising=False)
+    server._start_episode("shard-2")
+    assert "one shard per server" in caplog.text
+
+
 def test_nan_state_is_refused_and_never_reaches_the_harness_as_an_action(vla_eval, policy):
     import harness_benchmark
     from vla_eval.api import serve_background

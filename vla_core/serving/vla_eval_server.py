@@ -83,6 +83,7 @@ class VLAEvalModelServer(PredictModelServer):
         self.service = service
         self.sessions: dict[str, Session] = {}  # per harness session (one connection / shard): episode state
         self._ignored: set[str] = set()
+        self._warned_shared_state = False
 
     @classmethod
     def from_policy(
@@ -128,6 +129,13 @@ class VLAEvalModelServer(PredictModelServer):
     def _start_episode(self, session_id: str) -> Session:
         session = self.sessions.get(session_id)
         if session is None:  # a new session starts its first episode (and resets the policy)
+            if self.sessions and _reads_history(self.service.policy) and not self._warned_shared_state:
+                self._warned_shared_state = True
+                logger.warning(
+                    "a second harness session connected, but this checkpoint's head keeps state across frames "
+                    "(supports_history) and every session shares it: each episode start resets the others'. "
+                    "Evaluate it with one shard per server."
+                )
             session = self.sessions[session_id] = self.service.new_session()
         else:
             session.start_episode()
@@ -156,6 +164,12 @@ class VLAEvalModelServer(PredictModelServer):
         if new:
             self._ignored.update(new)
             logger.info("ignoring harness keys %s: no input of this checkpoint reads them (map one with --key)", new)
+
+
+def _reads_history(policy: Any) -> bool:
+    """Whether the policy's head keeps a window or recurrent state between frames of an episode."""
+    head = getattr(getattr(policy, "vla", None), "vla_head", None)
+    return bool(getattr(head, "supports_history", False))
 
 
 def serve_vla_eval(
