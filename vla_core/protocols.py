@@ -211,7 +211,11 @@ class ResolvesArchitecture(Protocol):
 
     def resolved_parameters(self) -> dict[str, Any]:
         """Constructor arguments (JSON values) that rebuild this architecture with every
-        `architecture_paths` parameter None, e.g. {"config": {...}, "pretrained_name_or_path": None}."""
+        `architecture_paths` parameter None, e.g. {"config": {...}, "pretrained_name_or_path": None}.
+
+        Optional too: a staticmethod `records_architecture(spec) -> bool` saying that a saved
+        spec that still names a directory holds the whole architecture anyway (a format that
+        recorded it before clearing the path); the directory is then not needed."""
         ...
 
 

@@ -205,6 +205,15 @@ def test_an_older_checkpoint_loads_while_its_directory_exists_and_says_what_to_d
     np.testing.assert_allclose(upgraded.act(_observation(lerobot_root)), standalone_runs["expected"]["siglip-qwen2"],
                                atol=TOLERANCE, rtol=0)
 
+    # TransformersVLMBackbone recorded its architecture before, but kept naming the directory
+    vlm = shutil.copytree(standalone_runs["checkpoints"]["smolvlm"], tmp_path / "old-vlm")
+    config = json.loads((vlm / "config.json").read_text())
+    config["model"]["vlm_backbone"]["pretrained_name_or_path"] = str(standalone_runs["smolvlm"])  # deleted
+    (vlm / "config.json").write_text(json.dumps(config))
+    write_checksums(vlm)
+    np.testing.assert_allclose(Policy.from_pretrained(vlm, precision="fp32").act(_observation(lerobot_root)),
+                               standalone_runs["expected"]["smolvlm"], atol=TOLERANCE, rtol=0)
+
 
 def _with_llm_config(checkpoint: Path, target: Path, llm_config: dict[str, Any]) -> Path:
     shutil.copytree(checkpoint, target)

@@ -97,6 +97,14 @@ def _named_path(value: Any) -> str | None:
     return None
 
 
+def _records_architecture(cls: Any, spec: Mapping[str, Any]) -> bool:
+    """Whether a saved spec that still names its directory records the architecture anyway
+    (the class's optional `records_architecture(spec)`; e.g. TransformersVLMBackbone
+    checkpoints written before the directory parameter was cleared)."""
+    check = getattr(cls, "records_architecture", None)
+    return bool(check(spec)) if callable(check) else False
+
+
 def buildable_spec(spec: Mapping[str, Any], kind: str = "vlas", where: str = "model",
                    checkpoint: str | Path = "the checkpoint") -> dict[str, Any]:
     """A saved spec made ready to build from a checkpoint (which holds every weight).
@@ -123,8 +131,8 @@ def buildable_spec(spec: Mapping[str, Any], kind: str = "vlas", where: str = "mo
         path = _named_path(result.get(name))
         if path is None:
             continue
-        if path.endswith(".safetensors"):  # a weights file names no architecture
-            result[name] = None
+        if path.endswith(".safetensors") or _records_architecture(cls, result):
+            result[name] = None  # a weights file names no architecture; or the spec holds it already
         elif Path(path).exists():
             warnings.warn(
                 f"{checkpoint}: {where} ({spec['type']}) does not record its architecture, so it is read again "

@@ -246,6 +246,13 @@ class TransformersVLMBackbone(nn.Module):
             "max_cameras": self.prompt_layout.max_images,
         }
 
+    @staticmethod
+    def records_architecture(spec: dict[str, Any]) -> bool:
+        """Whether a saved spec holds all this backbone reads from its directory (checkpoints
+        written before `pretrained_name_or_path` was cleared in the record still name it)."""
+        return bool(spec.get("config")) and all(spec.get(key) is not None
+                                                for key in ("prompt_layout", "image_size", "image_mean", "image_std"))
+
     def processor_settings(self) -> dict[str, Any]:
         """The VLAProcessor settings this backbone expects its images in."""
         return {"image_size": list(self.image_size), "image_mean": self.image_mean, "image_std": self.image_std}
