@@ -25,7 +25,7 @@ the policy feeds one frame at a time (no history axis) and the head keeps its wi
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     import torch
@@ -188,6 +188,40 @@ class VLA(Protocol):
 
     def fsdp_unit_types(self) -> set[type[nn.Module]]:
         """Module classes the engine shards as FSDP2 units (e.g. decoder layers)."""
+        ...
+
+
+@runtime_checkable
+class ResolvesArchitecture(Protocol):
+    """Optional, for any component that reads (part of) its architecture from a directory
+    when built: a transformers model directory's config.json, a saved processor's image size.
+
+    A checkpoint must rebuild the component without that directory (it may be gone, or on
+    another machine). So the component names those constructor parameters in
+    `architecture_paths` and returns from `resolved_parameters()` the constructor arguments
+    that rebuild exactly the architecture it built, with each of those parameters None.
+    `build_component` merges them into the component's `component_spec`, which the VLA saves
+    in config.json; `load_pretrained` then builds from it alone. An architecture path that is
+    still set in a saved spec (an older checkpoint) is used when the directory exists, and is
+    otherwise an error naming the component and the path: never a default architecture.
+
+    `TransformersVisionBackbone`, `TransformersLLMBackbone` and `TransformersVLMBackbone`
+    implement it (the transformers config dict: `vla_core.models.architecture.
+    transformers_config_dict`); a component whose architecture comes from its arguments
+    alone (weights only from `pretrained_name_or_path`) needs neither.
+    """
+
+    #: Constructor parameters naming a directory (or a mapping with a `*path` key) the
+    #: architecture is read from, e.g. ("pretrained_name_or_path",).
+    architecture_paths: ClassVar[tuple[str, ...]]
+
+    def resolved_parameters(self) -> dict[str, Any]:
+        """Constructor arguments (JSON values) that rebuild this architecture with every
+        `architecture_paths` parameter None, e.g. {"config": {...}, "pretrained_name_or_path": None}.
+
+        Optional too: a staticmethod `records_architecture(spec) -> bool` saying that a saved
+        spec that still names a directory holds the whole architecture anyway (a format that
+        recorded it before clearing the path); the directory is then not needed."""
         ...
 
 

@@ -49,6 +49,7 @@ KNOWN_PROVIDERS: dict[str, str] = {
     "GemmaLLMBackbone": "vla-paligemma",
     "PI0FlowMatching": "vla-paligemma",
     "PI05FlowMatching": "vla-paligemma",
+    "OpenPIProcessor": "vla-paligemma",
     "EagleBackbone": "vla-eagle",
     "OpenVLA": "vla-openvla",
     "OpenVLAOFT": "vla-openvla",

@@ -16,6 +16,9 @@ Functions:
     check_vlm_backbone, check_vision_backbone, check_llm_backbone, check_projector, check_vla
                                    the model contracts (vla_core/testing_checks.py); check_vla also
                                    saves and reloads a VLA built from a config.
+    check_records_architecture(kind, spec, remove_sources)
+                                   a component built from a model directory rebuilds from its
+                                   recorded spec once the directory is gone (stand-alone checkpoints).
     check_dataset(dataset)         raw samples, and a VLAProcessor fits it (vla_core/testing_dataset.py).
     check_env(env)                 spec, reset/step, the step cap, the expert (vla_core/testing_env.py).
 
@@ -40,6 +43,7 @@ import pytest
 from vla_core.testing_checks import (
     check_llm_backbone,
     check_projector,
+    check_records_architecture,
     check_vision_backbone,
     check_vla,
     check_vlm_backbone,
@@ -48,7 +52,8 @@ from vla_core.testing_dataset import check_dataset
 from vla_core.testing_env import check_env
 
 __all__ = ["assert_plugin_is_light", "check_action_head", "check_dataset", "check_env", "check_llm_backbone",
-           "check_projector", "check_stateful_head", "check_vision_backbone", "check_vla", "check_vlm_backbone",
+           "check_projector", "check_records_architecture", "check_stateful_head", "check_vision_backbone",
+           "check_vla", "check_vlm_backbone",
            "make_tiny_batch", "tiny_vla_spec"]
 
 

@@ -131,3 +131,36 @@ def check_vla(vla: Any, batch: dict[str, Any], atol: float = 1e-5) -> None:
             loaded = load_pretrained(f"{tmp}/checkpoint").eval()
             torch.testing.assert_close(loaded.predict_action(**observation, noise=noise), pred, atol=atol, rtol=0,
                                        msg="the saved and reloaded VLA predicts other actions")
+
+
+def check_records_architecture(kind: str, spec: dict[str, Any], remove_sources: Any = None) -> tuple[Any, Any]:
+    """The stand-alone checkpoint contract (`vla_core.protocols.ResolvesArchitecture`): build the
+    component of group `kind` from `spec` (e.g. with a model directory), call `remove_sources()`
+    (e.g. delete that directory), and rebuild it from its recorded `component_spec` alone.
+
+    Asserts: the record is JSON, names no directory in the class's `architecture_paths`, and
+    rebuilds the same state-dict keys and shapes; the rebuilt one then holds the first one's
+    weights. Returns (built, rebuilt), both in eval mode, for the caller to compare outputs.
+    """
+    import json
+
+    from vla_core.models.architecture import architecture_paths
+    from vla_core.models.build import build_component
+
+    built = build_component(kind, spec)
+    recorded = built.component_spec
+    json.dumps(recorded)  # config.json holds it
+    for name in architecture_paths(type(built)):
+        assert recorded.get(name) is None, (
+            f"{type(built).__name__}'s recorded spec still names {name} = {recorded.get(name)!r}: "
+            "resolved_parameters() must return the architecture read from it and set it to None")
+    if remove_sources is not None:
+        remove_sources()
+    rebuilt = build_component(kind, recorded)
+    shapes = {k: tuple(v.shape) for k, v in built.state_dict().items()}
+    rebuilt_shapes = {k: tuple(v.shape) for k, v in rebuilt.state_dict().items()}
+    assert shapes == rebuilt_shapes, (
+        f"{type(built).__name__} rebuilt from its recorded spec has another architecture: "
+        f"{sorted(set(shapes.items()) ^ set(rebuilt_shapes.items()))[:6]}")
+    rebuilt.load_state_dict(built.state_dict())
+    return built.eval(), rebuilt.eval()

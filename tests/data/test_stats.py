@@ -96,10 +96,29 @@ def test_affine_normalisation_of_each_mode():
     np.testing.assert_allclose(normalise("min_max")[0], 2 * (3 + 1) / 4 - 1)  # lerobot's formula
     np.testing.assert_allclose(normalise("q01_q99")[0], 2 * (3 - 0) / 2 - 1)
     np.testing.assert_array_equal(normalise("identity"), x)
-    for mode in ("min_max", "q01_q99"):  # a constant dim maps to -1 (lerobot's eps denominator), not inf/NaN
-        assert normalise(mode)[1] == pytest.approx(-1.0, abs=1e-6)
-        offset, scale = FeatureStatistics("f", "state", 2, mode, stats).affine()
-        assert (-1.0 * scale + offset)[1] == pytest.approx(5.0, abs=1e-12)  # and back
+
+
+def test_a_constant_feature_normalises_to_zero_and_back():
+    """GR00T's Normalizer (gr00t/data/transform/state_action.py), min_max: mask = min != max;
+    normalised[mask] = 2 (x - min) / (max - min) - 1; normalised[~mask] = 0; inverse
+    (y + 1) / 2 * (max - min) + min. Ours gives the same, and the same for q01 == q99."""
+    from vla_core.data.stats import FeatureStatistics
+
+    low, high = np.array([-1.0, 5.0, 0.0]), np.array([3.0, 5.0, 0.0])  # dims 1 and 2 constant
+    x = np.array([[3.0, 5.0, 0.0], [-1.0, 5.0, 0.0], [1.0, 5.0, 0.0]])
+    mask = low != high
+    want = np.zeros_like(x)  # gr00t: normalized = torch.zeros_like(x)
+    want[:, mask] = 2 * (x[:, mask] - low[mask]) / (high[mask] - low[mask]) - 1  # gr00t: the mask dims
+    for mode, stats in (("min_max", {"min": low, "max": high}), ("q01_q99", {"q01": low, "q99": high})):
+        offset, scale = FeatureStatistics("f", "action", 3, mode, stats).affine()
+        got = (x - offset) / scale
+        np.testing.assert_array_equal(got[:, ~mask], 0.0)
+        np.testing.assert_allclose(got, want, atol=1e-12)
+        # un-normalising any model output gives the constant back (gr00t: (y + 1) / 2 * 0 + min)
+        model_out = np.array([[0.0, 0.7, -1.0], [0.3, -0.2, 1.0]])
+        np.testing.assert_allclose((model_out * scale + offset)[:, ~mask], np.broadcast_to(low[~mask], (2, 2)),
+                                   atol=1e-8)
+        np.testing.assert_allclose(got * scale + offset, x, atol=1e-12)  # and a round trip is exact
 
 
 def test_artifact_round_trip_and_schema(tmp_path, v30_video_root):

@@ -1,4 +1,5 @@
-"""`vla serve` as a robot sees it: a subprocess on a free loopback port, and an openpi-client venv."""
+"""`vla serve` as a robot sees it: a subprocess on a free loopback port, an openpi-client venv, and
+the vla-eval harness's package."""
 
 from __future__ import annotations
 
@@ -14,6 +15,10 @@ from pathlib import Path
 OPENPI_CLIENT = "openpi-client==0.1.2"
 # openpi-client 0.1.2 imports typing_extensions without declaring it: a robot installs it too.
 OPENPI_REQUIREMENTS = (OPENPI_CLIENT, "typing_extensions")
+# The harness and the one dependency of its protocol, server and orchestrator code that vla's
+# environment lacks (the rest: anyio, websockets, msgpack, numpy, pillow, pydantic, are there).
+# Not its video/CLI dependencies (imageio-ffmpeg alone is a 68 MB download).
+VLA_EVAL_REQUIREMENTS = ("vla-eval==0.8.0", "lazyregistry==0.4.0")
 
 
 class Served:
@@ -71,3 +76,23 @@ def openpi_client_python(cache: Path) -> Path:
     except OSError:
         shutil.rmtree(building, ignore_errors=True)
     return python
+
+
+def vla_eval_site(cache: Path) -> Path:
+    """A folder holding the PyPI vla-eval harness (without the dependencies vla already has), for
+    sys.path / PYTHONPATH; installed once into `cache` (pip needs the network the first time)."""
+    target = cache / "vla-eval-0.8.0"
+    if (target / "vla_eval" / "model_servers" / "predict.py").exists():
+        return target
+    building = cache / f"building-vla-eval-{os.getpid()}"
+    shutil.rmtree(building, ignore_errors=True)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q", "--disable-pip-version-check", "--no-deps", "--no-compile",
+         "--target", str(building), *VLA_EVAL_REQUIREMENTS],
+        check=True, timeout=600, env={k: v for k, v in os.environ.items() if k != "PIP_CONSTRAINT"},
+    )
+    try:
+        building.rename(target)  # atomic: a concurrent worker either wins or uses this one
+    except OSError:
+        shutil.rmtree(building, ignore_errors=True)
+    return target

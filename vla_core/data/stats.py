@@ -119,17 +119,24 @@ class FeatureStatistics:
         """(offset, scale), (dim,) each, with normalised = (x - offset) / scale.
 
         mean_std: (x - mean) / (std + eps); min_max: 2 (x - min) / (max - min) - 1;
-        q01_q99: 2 (x - q01) / (q99 - q01) - 1 (not clipped); identity: x. As lerobot's
-        normaliser, a zero range is replaced by eps, so a constant feature maps to -1 (and
-        back to itself)."""
+        q01_q99: 2 (x - q01) / (q99 - q01) - 1 (not clipped); identity: x.
+
+        A constant feature (min == max, or q01 == q99) normalises to 0 and un-normalises
+        back to its value (to eps / 2 per unit of model output), as GR00T's `Normalizer`
+        does for min_max (gr00t/data/transform/state_action.py: `normalized[..., ~mask] = 0`,
+        inverse `(x + 1) / 2 * (max - min) + min`). lerobot and openpi divide by the range
+        plus eps instead, which maps it to -1: the model would see a constant feature at
+        the edge of the range rather than at its centre."""
         if self.mode == "identity":
             return np.zeros(self.dim), np.ones(self.dim)
         if self.mode == "mean_std":
             return self.stats["mean"], self.stats["std"] + EPS
         low_key, high_key = ("min", "max") if self.mode == "min_max" else ("q01", "q99")
         low, high = self.stats[low_key], self.stats[high_key]
-        denom = np.where(high - low == 0, EPS, high - low)
-        return low + denom / 2.0, denom / 2.0
+        constant = high - low == 0
+        denom = np.where(constant, EPS, high - low)
+        # offset = the centre of the range; for a constant feature its value, so it maps to 0.
+        return np.where(constant, low, low + denom / 2.0), denom / 2.0
 
 
 @dataclass

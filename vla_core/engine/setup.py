@@ -41,7 +41,8 @@ def check_resume_compatible(config: RunConfig, checkpoint: Path) -> None:
     from vla_core.models.pretrained import read_checkpoint_config
 
     saved = read_checkpoint_config(checkpoint)
-    if _canonical(saved.get("model")) != _canonical(config.model):
+    # `model` records the resolved architectures; `model_as_configured` is the spec as the run gave it.
+    if _canonical(saved.get("model_as_configured", saved.get("model"))) != _canonical(config.model):
         raise CheckpointError(
             f"the model in the config differs from the one in '{checkpoint}', so the run cannot resume from it. "
             "Resume with the config the run was started with (it is in that checkpoint's config.json), or start "
@@ -112,26 +113,29 @@ def _build_sharded(
 
     from vla_core.engine.meta_init import materialize_shards, parameters_on_meta
     from vla_core.engine.sharded_checkpoint import load_sharded_model
+    from vla_core.models.architecture import buildable_spec
     from vla_core.models.build import build_vla
     from vla_core.models.pretrained import read_checkpoint_config, without_pretrained_paths
     from vla_core.models.sharded_weights import is_sharded
 
     from_shards = resume is not None and is_sharded(resume)
     full_state: dict[str, torch.Tensor] | None = None
-    spec = None
+    specs = None
     if context.is_main:
         if from_shards:
-            spec = read_checkpoint_config(resume)["model"]
+            saved = buildable_spec(read_checkpoint_config(resume)["model"], "vlas", "model", resume)
+            specs = (saved, saved, config.model)
         else:
             whole_vla, whole_model, _ = _build_whole(config, resume)
             spec = whole_vla.spec  # parts resolved from directories rebuild without them
+            specs = (spec, without_pretrained_paths(spec), whole_vla.component_spec)
             full_state = {name: tensor.detach() for name, tensor in whole_model.state_dict().items()}
             del whole_vla, whole_model
-    spec = context.broadcast_object(spec)
+    spec, build_spec, configured = context.broadcast_object(specs)
     with parameters_on_meta():
         # Weights come from rank 0 or the shards: no part loads its pretrained files again.
-        vla = build_vla(without_pretrained_paths(spec))
-    _keep_spec(vla, spec)
+        vla = build_vla(build_spec)
+    _keep_spec(vla, spec, configured)
     unit_types = vla.fsdp_unit_types()
     model: nn.Module = vla
     key_map = None
@@ -151,10 +155,11 @@ def _build_sharded(
     return vla, model, key_map
 
 
-def _keep_spec(vla: nn.Module, spec: dict[str, Any]) -> None:
-    """Let a VLA built from `without_pretrained_paths(spec)` save `spec` itself (pretrained
-    paths included), as the whole model on rank 0 would, so a resume finds the same model."""
-    vla.component_spec = spec
+def _keep_spec(vla: nn.Module, spec: dict[str, Any], configured: dict[str, Any]) -> None:
+    """Let a VLA built from the resolved `spec` save what the whole model on rank 0 would:
+    `configured` (the run's spec, pretrained paths included) as `model_as_configured`, so a
+    resume finds the same model, and each part's resolved spec as `model`."""
+    vla.component_spec = configured
     for name, part_spec in spec.items():
         part = getattr(vla, name, None)
         if isinstance(part, nn.Module) and isinstance(part_spec, dict):

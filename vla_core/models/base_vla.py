@@ -31,6 +31,7 @@ from vla_core.config.spec import (
     VLMBackboneSpec,
 )
 from vla_core.errors import CheckpointError, VLAError
+from vla_core.models.architecture import standalone_spec, standalone_variant
 from vla_core.models.build import build_component
 from vla_core.models.weights import LoadReport, load_into, load_state_dict, save_state_dict
 
@@ -100,10 +101,15 @@ class BaseVLA(nn.Module):
         self.load_report: LoadReport | None = None
         self.post_init_done = False
 
-    @staticmethod
-    def build_child(kind: str, spec: dict[str, Any] | nn.Module | None, name: str) -> Any:
-        """Build an optional part from its spec (None stays None)."""
-        return None if spec is None else build_component(kind, spec, name)
+    def build_child(self, kind: str, spec: dict[str, Any] | nn.Module | None, name: str) -> Any:
+        """Build an optional part from its spec (None stays None). The part is remembered under
+        `name` (the spec key), so the saved spec records its resolved architecture even if the
+        VLA keeps only a piece of it."""
+        if spec is None:
+            return None
+        part = build_component(kind, spec, name)
+        self.__dict__.setdefault("_built_parts", {})[name] = part
+        return part
 
     def post_init(self) -> None:
         """Load `pretrained_name_or_path` (through `name_mapping`) and apply the freeze
@@ -146,20 +152,14 @@ class BaseVLA(nn.Module):
     # ---- saving --------------------------------------------------------------------
     @property
     def spec(self) -> dict[str, Any]:
-        """The resolved spec this VLA was built from (set by `build_vla`)."""
-        spec = getattr(self, "component_spec", None)
-        if spec is None:
+        """The spec that rebuilds this VLA alone: the one it was built from (set by
+        `build_vla`), with each part's resolved architecture (`vla_core.models.architecture`)."""
+        if getattr(self, "component_spec", None) is None:
             raise VLAError(
                 f"this {type(self).__name__} was constructed directly, so its config is unknown; "
                 "build it with vla_core.build_vla(spec) to be able to save it."
             )
-        spec = dict(spec)
-        for name in ("vlm_backbone", "vision_backbone", "llm_backbone", "projector", "vla_head"):
-            part = getattr(self, name, None)
-            # A part that resolved its architecture from a directory saves the resolved spec.
-            if callable(getattr(part, "resolved_parameters", None)) and isinstance(spec.get(name), dict):
-                spec[name] = part.component_spec
-        return spec
+        return standalone_spec(self)
 
     def write_pretrained(
         self,
@@ -174,9 +174,21 @@ class BaseVLA(nn.Module):
         save_state_dict(self.state_dict() if state_dict is None else state_dict, directory)
 
     def write_config(self, directory: str | Path, extra_config: dict[str, Any] | None = None) -> None:
-        """Write config.json (the resolved spec and `extra_config`) into an existing directory;
-        the weights are written separately (`write_pretrained`, or as shards by the trainer)."""
-        config = {"format": "vla", "format_version": FORMAT_VERSION, "model": self.spec, **(extra_config or {})}
+        """Write config.json into an existing directory: `model` (the spec that rebuilds this VLA
+        without any directory it was initialised from), `model_as_configured` and `extra_config`
+        (an `inference_model` in it gets the trained parts' recorded architectures); the
+        weights are written separately (`write_pretrained`, or as shards by the trainer)."""
+        spec = self.spec
+        config = {
+            "format": "vla",
+            "format_version": FORMAT_VERSION,
+            "model": spec,
+            # As the run config gave it (pretrained paths included): what a resume compares against.
+            "model_as_configured": self.component_spec,
+            **(extra_config or {}),
+        }
+        if config.get("inference_model"):  # it shares the trained parts, and so their recorded architecture
+            config["inference_model"] = standalone_variant(config["inference_model"], self.component_spec, spec)
         (Path(directory) / CONFIG_NAME).write_text(json.dumps(config, indent=2, default=str))
 
     def save_pretrained(self, directory: str | Path, extra_config: dict[str, Any] | None = None) -> Path:

@@ -106,11 +106,14 @@ class QWen2_5VL(TransformersVLMBackbone):
                          image_mean=image_mean, image_std=image_std, prompt_layout=prompt_layout)
         self.vlm_backbone_id = vlm_backbone_id
 
+    architecture_paths = ("vlm_path",)
+
     def resolved_parameters(self) -> dict[str, Any]:
         """The resolved config and layout under this class's parameter names; vlm_path is no longer
         needed (a checkpoint holds the weights)."""
         resolved = super().resolved_parameters()
         resolved.pop("model_type")
+        resolved.pop("pretrained_name_or_path")
         return {**resolved, "vlm_path": None}
 
 
@@ -134,6 +137,13 @@ class SigLIPViTBackbone(TransformersVisionBackbone):
         config = {} if path else _merge(_sizes(VISION_IDS, vision_backbone_id, "vision_backbone_id"), vision_config)
         super().__init__(model_type="siglip_vision_model", config=config, pretrained_name_or_path=path)
         self.vision_backbone_id = vision_backbone_id
+
+    architecture_paths = ("pretrained_cfg",)
+
+    def resolved_parameters(self) -> dict[str, Any]:
+        """The SigLIP config it was built with, under this class's parameter names (no directory)."""
+        config = super().resolved_parameters()["config"]
+        return {"vision_backbone_id": None, "vision_config": config, "pretrained_cfg": None}
 
 
 class Qwen2LLMBackbone(TransformersLLMBackbone):
@@ -167,3 +177,11 @@ class Qwen2LLMBackbone(TransformersLLMBackbone):
         super().__init__(model_type="qwen2", config=config, pretrained_name_or_path=llm_path)
         self.model.resize_token_embeddings(tokenizer_length, pad_to_multiple_of=64)
         self.llm_backbone_id, self.llm_max_length = llm_backbone_id, llm_max_length
+
+    architecture_paths = ("llm_path",)
+
+    def resolved_parameters(self) -> dict[str, Any]:
+        """The Qwen2 config it was built with (embeddings already resized), under this class's
+        parameter names (no directory)."""
+        config = super().resolved_parameters()["config"]
+        return {"llm_backbone_id": None, "llm_config": config, "llm_path": None}

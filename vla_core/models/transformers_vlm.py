@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from vla_core.errors import ConfigError, DataError
+from vla_core.models.architecture import transformers_config_dict
 from vla_core.models.vlm_pixels import FAMILY_LAYOUTS, PixelLayout, patch_grid, pixel_inputs
 from vla_core.models.vlm_prompt import PromptLayout
 from vla_core.protocols import BackboneOutput
@@ -95,6 +96,9 @@ class TransformersVLMBackbone(nn.Module):
         freeze_language: keep the language decoder (and its embeddings) fixed.
         attn_implementation: transformers attention kernel ("sdpa", "eager"); null keeps the model's.
     """
+
+    #: Its architecture, layout and preprocessing come from this directory; checkpoints record them.
+    architecture_paths: tuple[str, ...] = ("pretrained_name_or_path",)
 
     def __init__(
         self,
@@ -231,18 +235,23 @@ class TransformersVLMBackbone(nn.Module):
     def resolved_parameters(self) -> dict[str, Any]:
         """What the directory and processor contributed, so the saved spec rebuilds this
         backbone alone (build_component merges it into `component_spec`)."""
-        config = self.model.config.to_dict()
-        for key in ("transformers_version", "_name_or_path", "architectures", "dtype", "torch_dtype"):
-            config.pop(key, None)
         return {
             "model_type": self.model_type,
-            "config": config,
+            "config": transformers_config_dict(self.model.config),
+            "pretrained_name_or_path": None,
             "image_size": list(self.image_size),
             "image_mean": self.image_mean,
             "image_std": self.image_std,
             "prompt_layout": self.prompt_layout.to_dict(),
             "max_cameras": self.prompt_layout.max_images,
         }
+
+    @staticmethod
+    def records_architecture(spec: dict[str, Any]) -> bool:
+        """Whether a saved spec holds all this backbone reads from its directory (checkpoints
+        written before `pretrained_name_or_path` was cleared in the record still name it)."""
+        return bool(spec.get("config")) and all(spec.get(key) is not None
+                                                for key in ("prompt_layout", "image_size", "image_mean", "image_std"))
 
     def processor_settings(self) -> dict[str, Any]:
         """The VLAProcessor settings this backbone expects its images in."""

@@ -8,8 +8,9 @@ Several keys mapped to `state` are concatenated in the map's order (DROID sends 
 gripper positions apart).
 
 Sources, later ones winning: the checkpoint's own names (always accepted), openpi's
-LIBERO-style defaults, `serving.json` saved in the checkpoint (`{"keys": {wire: target}}`)
-and `vla serve --key wire=target`.
+LIBERO-style defaults, the vla-eval harness's names (`vla serve --protocol vla-eval`),
+`serving.json` saved in the checkpoint (`{"keys": {wire: target}}`) and
+`vla serve --key wire=target`.
 """
 
 from __future__ import annotations
@@ -31,6 +32,22 @@ def default_key_map(cameras: Sequence[str]) -> dict[str, str]:
     for wire, index in (("observation/image", 0), ("observation/wrist_image", 1)):
         if index < len(cameras):
             keys[wire] = cameras[index]
+    return keys
+
+
+# vla-eval's benchmarks send {"images": {camera: frame}, "states": vector, "task_description": str};
+# flattened with "/" (vla_eval_server.py). Their camera names, by role: the scene camera of
+# LIBERO / RoboCerebra / RoboMME, SimplerEnv and CALVIN, then the wrist camera of LIBERO and CALVIN.
+VLA_EVAL_SCENE_CAMERAS = ("images/agentview", "images/primary", "images/rgb_static")
+VLA_EVAL_WRIST_CAMERAS = ("images/wrist", "images/rgb_gripper")
+
+
+def vla_eval_key_map(cameras: Sequence[str]) -> dict[str, str]:
+    """The vla-eval harness's flattened keys -> the checkpoint's first two cameras, state and task."""
+    keys = {"states": "state", "state": "state", "task_description": "task"}
+    for wires, index in ((VLA_EVAL_SCENE_CAMERAS, 0), (VLA_EVAL_WRIST_CAMERAS, 1)):
+        if index < len(cameras):
+            keys.update(dict.fromkeys(wires, cameras[index]))
     return keys
 
 

@@ -78,6 +78,9 @@ class EagleBackbone(nn.Module):
             in training.
     """
 
+    #: Its config.json gives the vision and text configs; checkpoints record them (resolved_parameters).
+    architecture_paths = ("vlm_path",)
+
     def __init__(
         self,
         preset: Literal["groot_n15"] | None = "groot_n15",
@@ -101,6 +104,7 @@ class EagleBackbone(nn.Module):
         if vlm_path is not None:
             vision_config, text_config = configs_from_directory(vlm_path, vision_config, text_config)
         vision, text = resolve_configs(preset, vision_config, text_config)
+        self._configs = (vision, text)
         full_depth = text.get("num_hidden_layers", select_layer)
         if not 1 <= select_layer <= full_depth:
             raise ConfigError(
@@ -133,6 +137,12 @@ class EagleBackbone(nn.Module):
         self.eagle_model.language_model.requires_grad_(tune_llm)
         self.eagle_model.vision_model.requires_grad_(tune_visual)
         self.eagle_model.mlp1.requires_grad_(tune_visual)
+
+    def resolved_parameters(self) -> dict[str, Any]:
+        """The complete vision and text configs it was built with (no preset, no directory), so a
+        checkpoint rebuilds it alone."""
+        vision, text = self._configs
+        return {"preset": None, "vision_config": dict(vision), "text_config": dict(text), "vlm_path": None}
 
     def train(self, mode: bool = True) -> EagleBackbone:
         """Like nn.Module.train, but parts that are not tuned stay in eval mode (dropout off), as

@@ -64,18 +64,30 @@ def test_loss_decreases_when_overfitting_one_batch(tiny_flow, flow_inputs):
     assert losses[-1] < 0.25 * losses[0], (losses[0], losses[-1])  # typically ~0.08x
 
 
-def test_ori_action_dim_truncates_and_holds_padding_at_zero(tiny_flow, flow_inputs):
+def test_ori_action_dim_truncates_and_padded_dims_follow_the_reference(tiny_flow, flow_inputs):
+    """GR00T (FlowmatchingActionHead.get_action) draws noise over all action_dim dims and never
+    zeroes the padded ones; they take part in attention, so they change the real dims."""
     torch.manual_seed(0)
     head = FlowMatchingHead(**tiny_flow, ori_action_dim=3).eval()
     feats, states, mask = flow_inputs["input_features"], flow_inputs["states"], flow_inputs["attention_mask"]
     noise = flow_inputs["noise"]
     pred = head.predict_action(feats, states, mask, noise=noise)
     assert pred.shape == (3, 4, 3)
-    # padded noise dims are zeroed, so noise given at ori width (zero-padded) is the same sample
-    assert torch.equal(pred, head.predict_action(feats, states, mask, noise=noise[..., :3]))
+    # the reference's sample: the full-width head's Euler integration, cut to ori_action_dim
+    full = FlowMatchingHead(**tiny_flow).eval()
+    full.load_state_dict(head.state_dict())
+    assert torch.equal(pred, full.predict_action(feats, states, mask, noise=noise)[..., :3])
     garbage = noise.clone()
-    garbage[..., 3:] = 100.0
-    assert torch.equal(pred, head.predict_action(feats, states, mask, noise=garbage))
+    garbage[..., 3:] = 100.0  # the padded dims' noise matters, as in the reference
+    assert not torch.allclose(pred, head.predict_action(feats, states, mask, noise=garbage))
+
+    # the deviation, on request: padded dims held at zero in the noise and after every step
+    zeroed = FlowMatchingHead(**tiny_flow, ori_action_dim=3, zero_padded_action_dims=True).eval()
+    zeroed.load_state_dict(head.state_dict())
+    held = zeroed.predict_action(feats, states, mask, noise=noise)
+    assert torch.equal(held, zeroed.predict_action(feats, states, mask, noise=noise[..., :3]))
+    assert torch.equal(held, zeroed.predict_action(feats, states, mask, noise=garbage))
+    assert not torch.allclose(held, pred)
 
     # training: targets beyond ori_action_dim do not count; actions may come at ori width
     actions, action_masks = torch.randn(3, 4, 5), torch.ones(3, 4, dtype=torch.bool)
@@ -88,6 +100,18 @@ def test_ori_action_dim_truncates_and_holds_padding_at_zero(tiny_flow, flow_inpu
                                             flow_time=t)["loss"])
     assert torch.allclose(out["loss"], head(feats, states, mask, actions[..., :3], action_masks, noise=noise,
                                             flow_time=t)["loss"])
+
+
+def test_use_vlln_false_builds_no_vl_self_attention(tiny_flow, flow_inputs):
+    """GR00T builds `vlln` and `vl_self_attention` only with use_vlln (both Identity otherwise)."""
+    head = FlowMatchingHead(**tiny_flow, use_vlln=False)
+    assert head.vl_self_attention is None and isinstance(head.vlln, torch.nn.Identity)
+    assert not any(k.startswith(("vl_self_attention.", "vlln.")) for k in head.state_dict())
+    with_vlln = FlowMatchingHead(**tiny_flow)
+    assert with_vlln.vl_self_attention is not None and any(
+        k.startswith("vl_self_attention.") for k in with_vlln.state_dict())
+    feats, states, mask, noise = (flow_inputs[k] for k in ("input_features", "states", "attention_mask", "noise"))
+    assert head.eval().predict_action(feats, states, mask, noise=noise).shape == (3, 4, 5)
 
 
 def test_embodiment_ids_pick_their_own_weights(tiny_flow, flow_inputs):
@@ -126,7 +150,7 @@ def test_backbone_padding_is_masked(tiny_flow, flow_inputs):
     feats, states, mask, noise = (flow_inputs[k] for k in ("input_features", "states", "attention_mask", "noise"))
     altered = feats.clone()
     altered[1, 5:] = 30.0  # padded positions of row 1
-    masked = FlowMatchingHead(**tiny_flow).eval()
+    masked = FlowMatchingHead(**tiny_flow, mask_padding=True).eval()
     pred = masked.predict_action(feats, states, mask, noise=noise)
     assert torch.allclose(pred, masked.predict_action(altered, states, mask, noise=noise), atol=1e-6)
 
@@ -172,7 +196,8 @@ def test_noise_makes_sampling_reproducible(tiny_flow, flow_inputs):
     ("override", "path"),
     [({"num_heads": 3}, "vla_head.num_heads"), ({"vl_self_attention_heads": 5}, "vla_head.vl_self_attention_heads"),
      ({"ori_action_dim": 6}, "vla_head.ori_action_dim"), ({"traj_length": 9}, "vla_head.max_seq_len"),
-     ({"num_inference_timesteps": 0}, "vla_head.num_inference_timesteps")],
+     ({"num_inference_timesteps": 0}, "vla_head.num_inference_timesteps"),
+     ({"zero_padded_action_dims": True}, "vla_head.zero_padded_action_dims")],
 )
 def test_bad_sizes_are_config_errors(tiny_flow, override, path):
     with pytest.raises(ConfigError) as info:

@@ -39,10 +39,11 @@ def predict_both(head, fast, inputs, **overrides):
     [
         {},
         {"ori_action_dim": 3},
+        {"ori_action_dim": 3, "zero_padded_action_dims": True},
         {"interleave_self_attention": False},
         {"num_layers": 3},  # the last block is a cross-attention block
         {"vl_self_attention_layers": 0, "use_vlln": False, "add_pos_embed": False},
-        {"mask_padding": False},
+        {"mask_padding": True},
     ],
 )
 @pytest.mark.parametrize("prepack_weights", [True, False])

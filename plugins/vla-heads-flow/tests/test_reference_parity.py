@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 from vla_heads_flow.action_encoder import MultiEmbodimentActionEncoder
 from vla_heads_flow.dit import DiT, SelfAttentionTransformer
@@ -180,17 +181,19 @@ def test_action_encoder_matches_equations():
     assert torch.allclose(encoder(actions, t, ids), action_encoder(actions, t, ids, p, 8), atol=TOL)
 
 
-def test_head_velocity_and_euler_sampling_match_equations(tiny_flow, flow_inputs):
+@pytest.mark.parametrize("mask_padding", [False, True])  # False: GR00T (every position attended)
+def test_head_velocity_and_euler_sampling_match_equations(tiny_flow, flow_inputs, mask_padding):
     torch.manual_seed(0)
-    head = FlowMatchingHead(**tiny_flow).double().eval()
+    head = FlowMatchingHead(**tiny_flow, mask_padding=mask_padding).double().eval()
     with torch.no_grad():
         for name, p in head.named_parameters():
             if name.endswith(".b") or name.endswith(".bias"):
                 p.normal_(0, 0.1)  # GR00T initialises these to zero; make them count
     p = dict(head.state_dict())
     feats = flow_inputs["input_features"].double()
-    mask, ids = flow_inputs["attention_mask"], flow_inputs["embodiment_id"]
+    given, ids = flow_inputs["attention_mask"], flow_inputs["embodiment_id"]
     states, x = flow_inputs["states"].double(), flow_inputs["noise"].double()
+    mask = given if mask_padding else None  # the key mask the equations apply
 
     t_buckets = torch.tensor([0, 250, 990])
     features = head.process_backbone(feats, mask)
@@ -204,21 +207,22 @@ def test_head_velocity_and_euler_sampling_match_equations(tiny_flow, flow_inputs
     for k in range(steps):
         bucket = torch.full((3,), int(k / steps * 1000))
         sample = sample + head_velocity(head, p, feats, mask, states, sample, bucket, ids, tiny_flow) / steps
-    predicted = head.predict_action(feats, states, mask, noise=x, embodiment_id=ids)
+    predicted = head.predict_action(feats, states, given, noise=x, embodiment_id=ids)
     assert torch.allclose(predicted, sample, atol=TOL)
 
 
 def test_training_loss_matches_equations(tiny_flow, flow_inputs):
     """x_t = (1 - t) noise + t actions, target actions - noise, masked MSE over valid steps."""
     torch.manual_seed(0)
-    head = FlowMatchingHead(**tiny_flow).double().train()
+    head = FlowMatchingHead(**tiny_flow).double().train()  # dropout 0: train mode changes nothing else
     p = dict(head.state_dict())
-    feats, mask = flow_inputs["input_features"].double(), flow_inputs["attention_mask"]
+    feats, given = flow_inputs["input_features"].double(), flow_inputs["attention_mask"]
+    mask = None  # GR00T attends to every backbone position (mask_padding: false)
     states, noise, ids = flow_inputs["states"].double(), flow_inputs["noise"].double(), flow_inputs["embodiment_id"]
     actions = torch.randn_like(noise)
     action_masks = torch.tensor([[True] * 4, [True, True, True, False], [True, False, False, False]])
     t = torch.tensor([0.1, 0.5, 0.97], dtype=torch.float64)
-    out = head(feats, states, mask, actions, action_masks, noise=noise, flow_time=t, embodiment_id=ids)
+    out = head(feats, states, given, actions, action_masks, noise=noise, flow_time=t, embodiment_id=ids)
 
     actions = actions * action_masks[..., None]  # ours: padded steps are zeroed before noising
     x_t = (1 - t[:, None, None]) * noise + t[:, None, None] * actions

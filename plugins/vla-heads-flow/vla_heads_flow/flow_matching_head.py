@@ -42,8 +42,9 @@ class FlowMatchingHead(nn.Module):
         state_dim: width of the state input (GR00T: max_state_dim); shorter states are zero-padded.
         action_dim: width of one action (GR00T: max_action_dim); the model works at this width.
         traj_length: number of actions in a chunk (GR00T: action_horizon).
-        ori_action_dim: the robot's real action width; predictions and the loss are cut to it,
-            and the padded dims are held at zero while denoising. None uses all of action_dim.
+        ori_action_dim: the robot's real action width; predictions and the loss are cut to it.
+            None uses all of action_dim. As in GR00T, the padded dims beyond it are still
+            sampled (noise over all action_dim dims) and integrated; see zero_padded_action_dims.
         hidden_size: width of the state/action MLPs and of the DiT output (GR00T: 1024).
         input_embedding_dim: token width inside the DiT, num_heads * head_dim (GR00T: 1536).
         num_layers: number of DiT blocks (GR00T N1.5: 16).
@@ -51,8 +52,10 @@ class FlowMatchingHead(nn.Module):
         interleave_self_attention: odd DiT blocks attend to the tokens instead of the backbone features.
         dropout: dropout inside the DiT and vl_self_attention blocks (GR00T: 0.2).
         final_dropout: dropout on attention outputs and at the end of feed-forwards.
-        use_vlln: LayerNorm over the backbone features before the DiT (GR00T's `vlln`).
-        vl_self_attention_layers: self-attention blocks over the backbone features (GR00T N1.5: 4); 0 disables them.
+        use_vlln: LayerNorm and self-attention blocks over the backbone features before the DiT
+            (GR00T's `vlln` and `vl_self_attention`); false builds neither, as in GR00T.
+        vl_self_attention_layers: self-attention blocks over the backbone features (GR00T N1.5: 4) when
+            use_vlln is true; 0 disables them.
         vl_self_attention_heads: heads of those blocks; backbone_embedding_dim must divide by it.
         num_target_vision_tokens: number of learned `future_tokens` placed between state and actions.
         max_num_embodiments: number of per-embodiment encoder/decoder weight sets.
@@ -66,8 +69,11 @@ class FlowMatchingHead(nn.Module):
         num_steps: FluxVLA's name for the chunk length (its head samples and returns `num_steps`
             actions; a `traj_length` next to it is ignored there); when set it replaces traj_length.
         mask_padding: mask padded backbone positions (attention_mask False) as keys in
-            vl_self_attention and cross-attention. The reference attends to every position;
-            without padding both are identical.
+            vl_self_attention and cross-attention (a deviation, off by default: the reference
+            attends to every position; without padding both are identical).
+        zero_padded_action_dims: hold the action dims beyond ori_action_dim at zero in the noise
+            and after every Euler step (a deviation, off by default: GR00T draws noise over all
+            action_dim dims and never zeroes them, which changes the real dims through attention).
     """
 
     supports_compile: bool = False
@@ -100,8 +106,9 @@ class FlowMatchingHead(nn.Module):
         noise_s: float = 0.999,
         num_timestep_buckets: int = 1000,
         num_inference_timesteps: int = 4,
-        mask_padding: bool = True,
+        mask_padding: bool = False,
         num_steps: int | None = None,
+        zero_padded_action_dims: bool = False,
     ) -> None:
         super().__init__()
         if num_steps is not None:  # FluxVLA: num_steps is the action horizon, traj_length is unused
@@ -113,6 +120,7 @@ class FlowMatchingHead(nn.Module):
         self.hidden_size, self.input_embedding_dim = hidden_size, input_embedding_dim
         self.max_num_embodiments = max_num_embodiments
         self.add_pos_embed, self.mask_padding = add_pos_embed, mask_padding
+        self.zero_padded_action_dims = zero_padded_action_dims
         self.noise_beta_alpha, self.noise_beta_beta, self.noise_s = noise_beta_alpha, noise_beta_beta, noise_s
         self.num_timestep_buckets = num_timestep_buckets
         self.num_inference_timesteps = num_inference_timesteps
@@ -132,6 +140,8 @@ class FlowMatchingHead(nn.Module):
         self.action_decoder = CategorySpecificMLP(max_num_embodiments, hidden_size, hidden_size, action_dim)
         self.future_tokens = nn.Embedding(num_target_vision_tokens, input_embedding_dim)
         nn.init.normal_(self.future_tokens.weight, mean=0.0, std=0.02)
+        self.use_vlln = use_vlln
+        # GR00T builds both from `use_vlln` (FlowmatchingActionHead.__init__): without it, neither exists.
         self.vlln: nn.Module = nn.LayerNorm(backbone_embedding_dim) if use_vlln else nn.Identity()
         self.vl_self_attention: SelfAttentionTransformer | None = (
             SelfAttentionTransformer(
@@ -141,7 +151,7 @@ class FlowMatchingHead(nn.Module):
                 dropout=dropout,
                 final_dropout=final_dropout,
             )
-            if vl_self_attention_layers > 0
+            if use_vlln and vl_self_attention_layers > 0
             else None
         )
         if add_pos_embed:
@@ -209,15 +219,16 @@ class FlowMatchingHead(nn.Module):
         return self.action_decoder(out, ids)[:, -noisy_actions.shape[1] :]
 
     def initial_noise(self, noise: torch.Tensor | None, batch: int, like: torch.Tensor) -> torch.Tensor:
-        """x_0 (B, T, action_dim): the given noise (action_dim or ori_action_dim wide) or a fresh
-        sample; padded dims beyond ori_action_dim are zero, as the padded actions are."""
+        """x_0 (B, T, action_dim): the given noise (action_dim wide, or ori_action_dim wide and then
+        zero-padded) or a fresh sample over all action_dim dims, as GR00T draws it. With
+        zero_padded_action_dims the dims beyond ori_action_dim are zeroed."""
         if noise is None:
             noise = torch.randn(batch, self.traj_length, self.action_dim, device=like.device, dtype=like.dtype)
         else:
             check_chunk(noise, self.traj_length, "noise")
             noise = pad_action_dim(noise.to(device=like.device, dtype=like.dtype), self.action_dim,
                                    self.ori_action_dim, "noise").clone()
-        if self.ori_action_dim is not None:
+        if self.zero_padded_action_dims:
             noise[..., self.ori_action_dim :] = 0
         return noise
 
@@ -319,7 +330,7 @@ class FlowMatchingHead(nn.Module):
 
                 v = guided_velocity(actions, tau, denoise, rtc, velocity_sign=1.0)
             actions = actions + dt * v
-            if self.ori_action_dim is not None:
+            if self.zero_padded_action_dims:
                 actions[..., self.ori_action_dim :] = 0
         return actions[..., : self.out_action_dim]
 
@@ -343,6 +354,12 @@ def _check_sizes(args: dict[str, Any]) -> None:
     if ori is not None and not 0 < ori <= args["action_dim"]:
         raise ConfigError(
             f"ori_action_dim={ori} must be in [1, action_dim={args['action_dim']}].", f"{path}.ori_action_dim"
+        )
+    if args["zero_padded_action_dims"] and ori is None:
+        raise ConfigError(
+            "zero_padded_action_dims holds the dims beyond ori_action_dim at zero, but ori_action_dim is not set; "
+            "set ori_action_dim to the robot's action width, or drop zero_padded_action_dims.",
+            f"{path}.zero_padded_action_dims",
         )
     if args["add_pos_embed"] and args["traj_length"] > args["max_seq_len"]:
         raise ConfigError(

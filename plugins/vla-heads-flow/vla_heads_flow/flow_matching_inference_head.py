@@ -157,7 +157,7 @@ class FlowMatchingInferenceHead(FlowMatchingHead):
         tokens[:, 1 : 1 + future.shape[0]] = future
         pos = self.position_embedding.weight[:horizon] if self.add_pos_embed else future.new_zeros(horizon, width)
         keep = torch.ones(self.action_dim, device=features.device, dtype=features.dtype)
-        if self.ori_action_dim is not None:
+        if self.zero_padded_action_dims:
             keep[self.ori_action_dim :] = 0
         return CallInputs(
             actions=self.initial_noise(noise, batch, features),

@@ -11,7 +11,8 @@ written, the per-embodiment encoder/decoder weights and the time terms of every 
 It computes the same function as `FlowMatchingHead.velocity`, with three exact
 shortcuts: the time half of the action encoder's W2 is a per-step constant (every chunk
 step has the same time), the last DiT block and the output layers only run on the action
-tokens (the only ones the decoder reads), and padded action dims are zeroed by a mask.
+tokens (the only ones the decoder reads), and padded action dims are zeroed by a mask
+(with `zero_padded_action_dims`; all ones otherwise).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ class CallInputs:
     """Per-call tensors; every step reads them, only `actions` and the tail of `tokens` change."""
 
     actions: torch.Tensor  # (B, T, A) the sample being integrated, updated in place
-    keep: torch.Tensor  # (A,) 1 for real action dims, 0 for dims beyond ori_action_dim
+    keep: torch.Tensor  # (A,) 0 for dims held at zero (zero_padded_action_dims), else 1
     tokens: torch.Tensor  # (B, P + T, D) [state, future tokens, action tokens]
     cross_kv: list[tuple[torch.Tensor, torch.Tensor] | None]  # per DiT block: (B, H, S, d) keys, values
     mask: torch.Tensor | None  # (B, 1, 1, S) backbone key mask

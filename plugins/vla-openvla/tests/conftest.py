@@ -213,6 +213,134 @@ def reference_oft_action_hidden(
     return hidden[:, num_patches + num_prompt_tokens : num_patches + num_prompt_tokens + num_action_tokens]
 
 
+# ---- released checkpoint layouts (tiny, random) -------------------------------------------------
+IMAGENET_MEAN, IMAGENET_STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
+
+
+def released_state(seed: int) -> dict[str, torch.Tensor]:
+    """Random weights in the layout of `OpenVLAForActionPrediction.state_dict()`, from timm and transformers."""
+    import timm
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    state: dict[str, torch.Tensor] = {}
+    for name, model_id, overrides in zip(("featurizer", "fused_featurizer"), TIMM_IDS, TIMM_OVERRIDES, strict=True):
+        vit = timm.create_model(model_id, pretrained=False, num_classes=0, img_size=IMAGE_SIZE, **overrides)
+        for key, value in vit.state_dict().items():
+            if key.endswith(".gamma"):  # ls_apply_patch: gamma -> scale_factor; random values to be visible
+                key, value = key.replace(".gamma", ".scale_factor"), torch.rand_like(value) + 0.5
+            state[f"vision_backbone.{name}.{key}"] = value
+    dims = [(4 * VISION_DIM, VISION_DIM), (64, 4 * VISION_DIM), (64, 64)]
+    for index, (out_dim, in_dim) in enumerate(dims, start=1):
+        linear = torch.nn.Linear(in_dim, out_dim)
+        state[f"projector.fc{index}.weight"], state[f"projector.fc{index}.bias"] = linear.weight, linear.bias
+    llm = LlamaForCausalLM(LlamaConfig(**TEXT_CONFIG, tie_word_embeddings=False))
+    state.update({f"language_model.{k}": v for k, v in llm.state_dict().items()})
+    return {k: v.detach().to(torch.bfloat16).contiguous() for k, v in state.items()}  # released weights are bf16
+
+
+def write_released_openvla(directory: Any, state: dict[str, torch.Tensor], norm_stats: dict[str, Any]) -> None:
+    """config.json + two safetensors shards + index, as `save_pretrained` of the HF model writes them."""
+    import json
+
+    from safetensors.torch import save_file
+
+    directory.mkdir(parents=True)
+    config = {
+        "model_type": "openvla", "architectures": ["OpenVLAForActionPrediction"],
+        "vision_backbone_id": "dinosiglip-vit-so-224px", "use_fused_vision_backbone": True,
+        "timm_model_ids": ["vit_large_patch14_reg4_dinov2.lvd142m", "vit_so400m_patch14_siglip_224"],
+        "timm_override_act_layers": [None, None], "image_sizes": [IMAGE_SIZE, IMAGE_SIZE],
+        "image_resize_strategy": "resize-naive",
+        "text_config": {"model_type": "llama", "torch_dtype": "bfloat16", **TEXT_CONFIG},
+        "pad_to_multiple_of": 64, "n_action_bins": 256, "norm_stats": norm_stats, "torch_dtype": "bfloat16",
+        "vla_timm_overrides": TIMM_OVERRIDES,  # tiny random ViTs; absent in released configs
+    }
+    (directory / "config.json").write_text(json.dumps(config))
+    keys = sorted(state)
+    shards = {"model-00001-of-00002.safetensors": keys[: len(keys) // 2],
+              "model-00002-of-00002.safetensors": keys[len(keys) // 2 :]}
+    for name, names in shards.items():
+        save_file({k: state[k] for k in names}, str(directory / name), metadata={"format": "pt"})
+    index = {"metadata": {}, "weight_map": {k: name for name, names in shards.items() for k in names}}
+    (directory / "model.safetensors.index.json").write_text(json.dumps(index))
+
+
+def write_preprocessor_config(directory: Any, strategy: str = "resize-naive") -> dict[str, Any]:
+    """preprocessor_config.json as `PrismaticImageProcessor.save_pretrained` writes it (the tvf_* attributes
+    included), for the tiny featurizers' IMAGE_SIZE input."""
+    import json
+
+    size = [3, IMAGE_SIZE, IMAGE_SIZE]
+    resize = {"size": [IMAGE_SIZE, IMAGE_SIZE] if strategy == "resize-naive" else IMAGE_SIZE,
+              "interpolation": 3, "max_size": None, "antialias": True}
+    config = {
+        "image_processor_type": "PrismaticImageProcessor", "processor_class": "PrismaticProcessor",
+        "use_fused_vision_backbone": True, "image_resize_strategy": strategy,
+        "input_sizes": [size, size], "interpolations": ["bicubic", "bicubic"],
+        "means": [IMAGENET_MEAN, [0.5, 0.5, 0.5]], "stds": [IMAGENET_STD, [0.5, 0.5, 0.5]],
+        "tvf_resize_params": [resize, resize], "tvf_crop_params": [{"output_size": [IMAGE_SIZE, IMAGE_SIZE]}] * 2,
+        "tvf_normalize_params": [{"mean": IMAGENET_MEAN, "std": IMAGENET_STD, "inplace": False},
+                                 {"mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5], "inplace": False}],
+        "tvf_do_letterbox": strategy == "letterbox",
+        "tvf_letterbox_fill": [127, 127, 127] if strategy == "letterbox" else None,
+    }
+    (directory / "preprocessor_config.json").write_text(json.dumps(config))
+    return config
+
+
+TOKENIZER_TEXTS = [
+    "In: What action should the robot take to pick up the red block?\nOut:",
+    "In: What action should the robot take to put the bowl on the plate?\nOut:",
+    "open the top drawer and put the bowl inside",
+]
+
+
+def write_llama_tokenizer(directory: Any) -> None:
+    """A tiny LLaMA-style BPE tokenizer trained here with `tokenizers` (Metaspace "▁" words, <unk> 0,
+    <s> 1, </s> 2, BOS prepended, <PAD> added last), saved as LLaMA-2's tokenizer files are
+    (tokenizer.json, tokenizer_config.json, special_tokens_map.json)."""
+    import json
+
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+
+    tokenizer = Tokenizer(models.BPE(unk_token="<unk>", fuse_unk=True))
+    tokenizer.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="first", split=True)
+    tokenizer.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="first", split=True)
+    trainer = trainers.BpeTrainer(vocab_size=120, special_tokens=["<unk>", "<s>", "</s>"], initial_alphabet=["▁"])
+    tokenizer.train_from_iterator(TOKENIZER_TEXTS * 4, trainer)
+    tokenizer.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 1)])
+    tokenizer.add_special_tokens(["<PAD>"])
+    tokenizer.save(str(directory / "tokenizer.json"))
+    special = {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>", "pad_token": "<PAD>"}
+    (directory / "tokenizer_config.json").write_text(json.dumps({
+        "tokenizer_class": "LlamaTokenizer", "add_bos_token": True, "add_eos_token": False, "legacy": False,
+        "model_max_length": 2048, "padding_side": "right", **special}))
+    (directory / "special_tokens_map.json").write_text(json.dumps(special))
+
+
+def oft_head_and_proprio(llm_dim: int, action_dim: int, proprio_dim: int, hidden: int = 48, seed: int = 23,
+                         ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """Random OFT `L1RegressionActionHead` (MLPResNet, 2 blocks) and `ProprioProjector` state dicts with
+    the DDP `module.` prefix, as OFT's training saves them."""
+    torch.manual_seed(seed)
+    d = llm_dim * action_dim
+    head = {"module.model.layer_norm1.weight": torch.rand(d) + 0.5, "module.model.layer_norm1.bias": torch.randn(d),
+            "module.model.fc1.weight": torch.randn(hidden, d) * 0.05, "module.model.fc1.bias": torch.randn(hidden),
+            "module.model.layer_norm2.weight": torch.rand(hidden) + 0.5,
+            "module.model.layer_norm2.bias": torch.randn(hidden),
+            "module.model.fc2.weight": torch.randn(action_dim, hidden) * 0.1,
+            "module.model.fc2.bias": torch.randn(action_dim)}
+    for block in range(2):
+        head.update({f"module.model.mlp_resnet_blocks.{block}.ffn.0.weight": torch.rand(hidden) + 0.5,
+                     f"module.model.mlp_resnet_blocks.{block}.ffn.0.bias": torch.randn(hidden),
+                     f"module.model.mlp_resnet_blocks.{block}.ffn.1.weight": torch.randn(hidden, hidden) * 0.1,
+                     f"module.model.mlp_resnet_blocks.{block}.ffn.1.bias": torch.randn(hidden)})
+    proprio = {"module.fc1.weight": torch.randn(llm_dim, proprio_dim) * 0.3, "module.fc1.bias": torch.randn(llm_dim),
+               "module.fc2.weight": torch.randn(llm_dim, llm_dim) * 0.1, "module.fc2.bias": torch.randn(llm_dim)}
+    return head, proprio
+
+
 @pytest.fixture(scope="session")
 def ref() -> Any:
     """This module: tiny specs, batches and the reference computations (tests cannot import

@@ -19,56 +19,11 @@ IMAGENET_MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
 IMAGENET_STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
 
 
-def reference_state(ref, seed: int) -> dict[str, torch.Tensor]:
-    """Random weights in the layout of `OpenVLAForActionPrediction.state_dict()`, from timm and transformers."""
-    import timm
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(seed)
-    state: dict[str, torch.Tensor] = {}
-    for name, model_id, overrides in zip(("featurizer", "fused_featurizer"), ref.TIMM_IDS, ref.TIMM_OVERRIDES,
-                                         strict=True):
-        vit = timm.create_model(model_id, pretrained=False, num_classes=0, img_size=ref.IMAGE_SIZE, **overrides)
-        for key, value in vit.state_dict().items():
-            if key.endswith(".gamma"):  # ls_apply_patch: gamma -> scale_factor; random values to be visible
-                key, value = key.replace(".gamma", ".scale_factor"), torch.rand_like(value) + 0.5
-            state[f"vision_backbone.{name}.{key}"] = value
-    dims = [(4 * ref.VISION_DIM, ref.VISION_DIM), (64, 4 * ref.VISION_DIM), (64, 64)]
-    for index, (out_dim, in_dim) in enumerate(dims, start=1):
-        linear = torch.nn.Linear(in_dim, out_dim)
-        state[f"projector.fc{index}.weight"], state[f"projector.fc{index}.bias"] = linear.weight, linear.bias
-    llm = LlamaForCausalLM(LlamaConfig(**ref.TEXT_CONFIG, tie_word_embeddings=False))
-    state.update({f"language_model.{k}": v for k, v in llm.state_dict().items()})
-    return {k: v.detach().to(torch.bfloat16).contiguous() for k, v in state.items()}  # released weights are bf16
-
-
-def write_hf_checkpoint(ref, directory, state: dict[str, torch.Tensor]) -> None:
-    """config.json + two safetensors shards + index, as `save_pretrained` of the HF model writes them."""
-    directory.mkdir(parents=True)
-    config = {
-        "model_type": "openvla", "architectures": ["OpenVLAForActionPrediction"],
-        "vision_backbone_id": "dinosiglip-vit-so-224px", "use_fused_vision_backbone": True,
-        "timm_model_ids": ["vit_large_patch14_reg4_dinov2.lvd142m", "vit_so400m_patch14_siglip_224"],
-        "timm_override_act_layers": [None, None], "image_sizes": [ref.IMAGE_SIZE, ref.IMAGE_SIZE],
-        "text_config": {"model_type": "llama", "torch_dtype": "bfloat16", **ref.TEXT_CONFIG},
-        "pad_to_multiple_of": 64, "n_action_bins": 256, "norm_stats": NORM_STATS, "torch_dtype": "bfloat16",
-        "vla_timm_overrides": ref.TIMM_OVERRIDES,  # tiny random ViTs; absent in released configs
-    }
-    (directory / "config.json").write_text(json.dumps(config))
-    keys = sorted(state)
-    shards = {"model-00001-of-00002.safetensors": keys[: len(keys) // 2],
-              "model-00002-of-00002.safetensors": keys[len(keys) // 2 :]}
-    for name, names in shards.items():
-        save_file({k: state[k] for k in names}, str(directory / name), metadata={"format": "pt"})
-    index = {"metadata": {}, "weight_map": {k: name for name, names in shards.items() for k in names}}
-    (directory / "model.safetensors.index.json").write_text(json.dumps(index))
-
-
 @pytest.fixture(scope="module")
 def hf_openvla(ref, tmp_path_factory):
-    state = reference_state(ref, seed=21)
+    state = ref.released_state(seed=21)
     directory = tmp_path_factory.mktemp("hf") / "openvla-tiny"
-    write_hf_checkpoint(ref, directory, state)
+    ref.write_released_openvla(directory, state, NORM_STATS)
     return directory, {k: v.float() for k, v in state.items()}
 
 

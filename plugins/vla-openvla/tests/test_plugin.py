@@ -23,7 +23,8 @@ def test_components_are_listed():
                       ("projectors", "PrismaticProjector"), ("heads", "L1RegressionActionHead"),
                       # FluxVLA's names for the same parts (seed_components.py)
                       ("vision_backbones", "DinoSigLIPViTBackbone"), ("llm_backbones", "LLaMa2LLMBackbone"),
-                      ("projectors", "FusedMLPProjector"), ("heads", "OpenVLAHead")}
+                      ("projectors", "FusedMLPProjector"), ("heads", "OpenVLAHead"),
+                      ("processors", "OpenVLAProcessor")}
 
 
 @pytest.mark.parametrize(("name", "chunk"), [("openvla_tiny.yaml", 1), ("openvla_oft_tiny.yaml", 8)])

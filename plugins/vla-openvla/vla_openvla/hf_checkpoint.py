@@ -166,7 +166,8 @@ def oft_spec(
 
 
 def load_hf_openvla(
-    path: str | Path, config: dict[str, Any] | None = None, chunk_size: int | None = None, strict: bool = True
+    path: str | Path, config: dict[str, Any] | None = None, chunk_size: int | None = None, strict: bool = True,
+    processor_options: dict[str, Any] | None = None,
 ) -> Any:
     """Build OpenVLA (or OpenVLAOFT, when an action head file is present) from a Hugging Face
     checkpoint directory and load every weight; the result is in eval mode and carries
@@ -177,6 +178,10 @@ def load_hf_openvla(
         config: its parsed config.json (read when not given).
         chunk_size: OFT chunk size, when the platform cannot be recognised.
         strict: fail on any missing, unexpected or mis-shaped key.
+        processor_options: `OpenVLAProcessor` settings over the released ones (unnorm_key, center_crop, ...).
+
+    With the tokenizer and `preprocessor_config.json` in the directory, `vla.processor` is the
+    reference pipeline (`OpenVLAProcessor`), so `Policy.from_pretrained(path)` takes raw observations.
     """
     directory = Path(path)
     if config is None:
@@ -188,7 +193,7 @@ def load_hf_openvla(
     spec = openvla_spec(directory, config)
     state = load_state_dict(directory)
     head_file = _single_file(directory, "action_head")
-    norm_stats = config.get("norm_stats")
+    proprio_file = None
     if head_file is not None:
         head_state = _load_module_state(head_file)
         proprio_file = _single_file(directory, "proprio_projector")
@@ -197,11 +202,31 @@ def load_hf_openvla(
         state.update({f"vla_head.{key}": value for key, value in head_state.items()})
         if proprio_state is not None:
             state.update({f"proprio_projector.{key}": value for key, value in proprio_state.items()})
-        statistics = directory / "dataset_statistics.json"
-        if statistics.is_file():
-            norm_stats = json.loads(statistics.read_text())
+    # get_vla (openvla and OFT): dataset_statistics.json, when present, replaces config.json's norm_stats.
+    norm_stats = config.get("norm_stats")
+    statistics = directory / "dataset_statistics.json"
+    if statistics.is_file():
+        norm_stats = json.loads(statistics.read_text())
+    variant = "openvla" if head_file is None else "oft"
+    options = {"use_proprio": proprio_file is not None, "chunk_size": int(spec.get("chunk_size", 1)),
+               **(processor_options or {})}
+    processor = released_processor(directory, variant, **options)
+    if processor is not None:  # recorded in the spec, so a converted checkpoint picks the same preset
+        spec["processor"] = {"type": "OpenVLAProcessor", **processor.config(), "tokenizer": str(directory)}
     vla = build_vla(spec)
     vla.load_report = load_into(vla, state, strict=strict, source=str(directory))
     vla.norm_stats = norm_stats
+    vla.processor = processor
     vla.checkpoint_dir = directory
     return vla.eval()
+
+
+def released_processor(directory: Path, variant: str, **options: Any) -> Any | None:
+    """The reference pipeline of a released directory (`OpenVLAProcessor`), or None when the
+    directory lacks its tokenizer or `preprocessor_config.json` (weights only: no raw observations)."""
+    has_tokenizer = any((directory / name).is_file() for name in ("tokenizer.json", "tokenizer.model"))
+    if not has_tokenizer or not (directory / "preprocessor_config.json").is_file():
+        return None
+    from vla_openvla.processor import OpenVLAProcessor
+
+    return OpenVLAProcessor.from_hf_directory(directory, variant=variant, **options)

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from vla_core.errors import ConfigError
+from vla_core.models.architecture import transformers_config_dict
 from vla_core.protocols import BackboneOutput
 from vla_openvla.action_tokenizer import ActionTokenizer
 from vla_openvla.language_model import OPENVLA_7B_TEXT_CONFIG, build_language_model
@@ -110,6 +111,9 @@ class LLaMa2LLMBackbone(nn.Module):
         tokenizer_length: tokenizer size after adding the pad token; the table is padded to a multiple of 64.
     """
 
+    #: Its config.json sets the architecture; checkpoints record it (resolved_parameters).
+    architecture_paths = ("llm_path",)
+
     def __init__(
         self,
         llm_backbone_id: str = "llama2-7b-pure_causal",
@@ -137,6 +141,14 @@ class LLaMa2LLMBackbone(nn.Module):
         self.text_config = {k: v for k, v in self.llm.config.to_dict().items() if k in config}
         self.hidden_size: int = int(self.llm.config.hidden_size)
         self.llm_backbone_id, self.llm_max_length = llm_backbone_id, llm_max_length
+
+    def resolved_parameters(self) -> dict[str, Any]:
+        """The LLaMA config it was built with (the table already padded), so a checkpoint rebuilds it
+        without llm_path."""
+        config = transformers_config_dict(self.llm.config)
+        # llm_config (applied last) carries the pad id and the padded vocabulary size.
+        return {"llm_path": None, "llm_config": config,
+                "tokenizer_length": int(self.llm.get_input_embeddings().num_embeddings)}
 
     def embed_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
         """tokens (B, L) long -> (B, L, hidden_size)."""

@@ -8,6 +8,7 @@ with 16 patches, 2-layer Gemmas, a 4-step action chunk. Norm weights are randomi
 from __future__ import annotations
 
 import copy
+import io
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -134,3 +135,28 @@ def reference_inputs() -> Callable[[dict[str, torch.Tensor]], dict[str, torch.Te
         }
 
     return convert
+
+
+TOKENIZER_SENTENCES = [
+    "Task: pick up the red cube, State: 12 200 -1 255 0 128 7 64;\nAction: ",
+    "put the bowl on the plate", "open the top drawer and put the bowl inside",
+    "Task: push the button, State: 3 45 67 89 101 -1 33 250;\nAction: ", "stack the blocks",
+] * 4
+
+
+@pytest.fixture(scope="session")
+def spm_tokenizer_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SentencePiece BPE model trained here on a few prompts (pad 0, eos 1, bos 2, unk 3, as PaliGemma's;
+    identity normalisation, no dummy prefix, digits split, byte fallback), saved as paligemma_tokenizer.model."""
+    import sentencepiece
+
+    model = io.BytesIO()
+    sentencepiece.SentencePieceTrainer.train(
+        sentence_iterator=iter(TOKENIZER_SENTENCES), model_writer=model, vocab_size=300, model_type="bpe",
+        byte_fallback=True, character_coverage=1.0, normalization_rule_name="identity", add_dummy_prefix=False,
+        remove_extra_whitespaces=False, split_digits=True, pad_id=0, eos_id=1, bos_id=2, unk_id=3,
+        hard_vocab_limit=False, minloglevel=2,
+    )
+    path = tmp_path_factory.mktemp("tokenizer") / "paligemma_tokenizer.model"
+    path.write_bytes(model.getvalue())
+    return path

@@ -64,7 +64,32 @@ def test_discretize_state_matches_numpy_digitize() -> None:
     assert discretize_state(values).tolist() == expected.tolist()
 
 
-def test_state_is_discrete_tokens_in_the_prefix(pi05: PI05FlowMatching, pi0_inputs: dict, tiny: dict) -> None:
+def test_by_default_the_state_is_read_from_the_prompt_only(pi05: PI05FlowMatching, pi0_inputs: dict) -> None:
+    # openpi: the processor writes the state bins into the prompt text; the prefix is images + prompt tokens.
+    assert pi05.discrete_state_input == "prompt"
+    args = [pi0_inputs[k] for k in ("images", "img_masks", "lang_tokens", "lang_masks")]
+    prefix, mask = pi05.embed_prefix(*args, pi0_inputs["states"])
+    expected, expected_mask = pi05.vlm_backbone.embed_prefix(*args)
+    torch.testing.assert_close(prefix, expected, atol=0, rtol=0)
+    assert torch.equal(mask, expected_mask)
+    other_state = dict(pi0_inputs, states=-pi0_inputs["states"])
+    torch.testing.assert_close(_velocity(pi05, other_state, pi0_inputs["timestep"]),
+                               _velocity(pi05, pi0_inputs, pi0_inputs["timestep"]), atol=0, rtol=0)
+
+
+def test_prompt_state_with_vla_processor_is_a_config_error(tiny_vla_spec: Any) -> None:
+    spec = tiny_vla_spec("PI05FlowMatching", processor={"type": "VLAProcessor", "tokenizer": "word"})
+    with pytest.raises(ConfigError, match=r"model\.discrete_state_input: .*OpenPIProcessor"):
+        vla_core.build_vla(spec)
+    spec["discrete_state_input"] = "token_ids"
+    assert vla_core.build_vla(spec).discrete_state_input == "token_ids"
+
+
+def test_token_ids_variant_puts_discrete_tokens_in_the_prefix(
+    tiny_vla_spec: Any, perturb: Any, pi0_inputs: dict, tiny: dict
+) -> None:
+    torch.manual_seed(0)
+    pi05 = perturb(vla_core.build_vla(tiny_vla_spec("PI05FlowMatching", discrete_state_input="token_ids")), seed=3)
     states = pi0_inputs["states"]
     ids = pi05.state_tokens(states)
     assert pi05.state_token_offset == tiny["vocab"] - 256

@@ -1,8 +1,16 @@
-"""Parity with transformers' PI0 (the reference): same weights, same inputs and noise, same numbers."""
+"""Parity with transformers' PI0 (the reference): same weights, same inputs and noise, same numbers.
+
+transformers computes the time embedding in float32 and steps through the exact decimal times
+1, 0.8, ...; openpi (our default) in float64 and with times accumulated in float32. The
+parity tests build ours with transformers' numerics (`time_embedding_dtype: float32`,
+`step_schedule: exact`); `test_default_numerics_follow_openpi` runs openpi's schedule and
+float64 embedding around transformers' velocity and compares our default with that.
+"""
 
 from __future__ import annotations
 
 import json
+import math
 import shutil
 from pathlib import Path
 from typing import Any
@@ -29,6 +37,16 @@ def ours(reference: tuple[PI0ForConditionalGeneration, Path]) -> PI0FlowMatching
     return vla_core.load_pretrained(reference[1])
 
 
+@pytest.fixture(scope="module")
+def ours_transformers_numerics(reference: tuple[PI0ForConditionalGeneration, Path]) -> PI0FlowMatching:
+    """The same checkpoint with transformers' float32 time embedding and exact decimal step times."""
+    directory = reference[1]
+    spec = transformers_pi0.pi0_spec_from_transformers_config(json.loads((directory / "config.json").read_text()))
+    spec |= {"pretrained_name_or_path": str(directory), "time_embedding_dtype": "float32", "step_schedule": "exact",
+             "name_mapping": transformers_pi0.transformers_pi0_mapping(checkpoint_keys(directory))}
+    return vla_core.build_vla(spec).eval()
+
+
 def test_load_pretrained_maps_every_tensor(reference: tuple[Any, Path], ours: PI0FlowMatching) -> None:
     model, directory = reference
     assert isinstance(ours, PI0FlowMatching) and not ours.training
@@ -51,29 +69,71 @@ def test_load_pretrained_maps_every_tensor(reference: tuple[Any, Path], ours: PI
 
 @pytest.mark.parametrize("use_prefix_cache", [True, False])
 def test_predict_action_matches_sample_actions(
-    reference: tuple[Any, Path], ours: PI0FlowMatching, pi0_inputs: dict, reference_inputs: Any, use_prefix_cache: bool
+    reference: tuple[Any, Path], ours_transformers_numerics: PI0FlowMatching, pi0_inputs: dict, reference_inputs: Any,
+    use_prefix_cache: bool,
 ) -> None:
     model, _ = reference
     ref = reference_inputs(pi0_inputs)
     with torch.no_grad():
         expected = model.sample_actions(**ref, num_steps=5)
-    got = ours.predict_action(
+    got = ours_transformers_numerics.predict_action(
         pi0_inputs["images"], pi0_inputs["lang_tokens"], pi0_inputs["lang_masks"], pi0_inputs["img_masks"],
         pi0_inputs["states"], noise=pi0_inputs["noise"], num_steps=5, use_prefix_cache=use_prefix_cache,
     )
     assert got.shape == expected.shape == (2, 4, 5)
     assert expected.abs().max() > 0.5  # a real trajectory, not a degenerate one
-    torch.testing.assert_close(got, expected, atol=1e-4, rtol=0)
+    torch.testing.assert_close(got, expected, atol=1e-6, rtol=0)
+
+
+def openpi_sinusoid(time: torch.Tensor, dim: int, min_period: float, max_period: float) -> torch.Tensor:
+    """openpi `models_pytorch/pi0_pytorch.py` create_sinusoidal_pos_embedding (float64), cast to the time's dtype."""
+    fraction = torch.linspace(0.0, 1.0, dim // 2, dtype=torch.float64)
+    period = min_period * (max_period / min_period) ** fraction
+    sin_input = (1.0 / period * 2 * math.pi)[None, :] * time[:, None]
+    return torch.cat([torch.sin(sin_input), torch.cos(sin_input)], dim=1).type(time.dtype)
+
+
+@pytest.mark.parametrize("num_steps", [10, 7])
+def test_default_numerics_follow_openpi(
+    reference: tuple[Any, Path], ours: PI0FlowMatching, pi0_inputs: dict, reference_inputs: Any,
+    monkeypatch: pytest.MonkeyPatch, num_steps: int,
+) -> None:
+    """openpi's `PI0Pytorch.sample_actions` loop (t float32 from 1.0, `t += dt` while t >= -dt / 2) and its float64
+    time embedding, around transformers' PI0 velocity, equal our default sampler."""
+    model, _ = reference
+    embeddings = model.embed_action_time.sinusoid_embeds
+    width, periods = model.config.dit_config.hidden_size, (model.config.min_period, model.config.max_period)
+    monkeypatch.setattr(embeddings, "forward", lambda t: openpi_sinusoid(t, width, *periods))
+    ref = reference_inputs(pi0_inputs)
+    x_t = ref.pop("noise")
+    dt = torch.tensor(-1.0 / num_steps, dtype=torch.float32)
+    time = torch.tensor(1.0, dtype=torch.float32)
+    steps = 0
+    with torch.no_grad():
+        while time >= -dt / 2:
+            x_t = x_t + dt * model(**ref, noise=x_t, timestep=time.expand(x_t.shape[0])).logits
+            time += dt
+            steps += 1
+    assert steps == num_steps
+    got = ours.predict_action(
+        pi0_inputs["images"], pi0_inputs["lang_tokens"], pi0_inputs["lang_masks"], pi0_inputs["img_masks"],
+        pi0_inputs["states"], noise=pi0_inputs["noise"], num_steps=num_steps,
+    )
+    torch.testing.assert_close(got, x_t, atol=1e-6, rtol=0)
+    monkeypatch.undo()  # transformers' own float32 embedding and decimal times differ by more: the options matter
+    with torch.no_grad():
+        transformers_actions = model.sample_actions(**reference_inputs(pi0_inputs), num_steps=num_steps)
+    assert (got - transformers_actions).abs().max() > 1e-6
 
 
 def test_training_loss_matches_reference_forward(
-    reference: tuple[Any, Path], ours: PI0FlowMatching, pi0_inputs: dict, reference_inputs: Any
+    reference: tuple[Any, Path], ours_transformers_numerics: PI0FlowMatching, pi0_inputs: dict, reference_inputs: Any
 ) -> None:
     model, _ = reference
     ref = reference_inputs(pi0_inputs)
     with torch.no_grad():
         expected = model(**ref, actions=pi0_inputs["actions"], timestep=pi0_inputs["timestep"])
-    out = ours(**pi0_inputs, action_masks=None)
+    out = ours_transformers_numerics(**pi0_inputs, action_masks=None)
     assert abs(out["loss"].item() - expected.loss.item()) < 1e-5
     torch.testing.assert_close(out["velocity"], expected.logits, atol=1e-5, rtol=0)
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from abc import ABCMeta, abstractmethod
 from dataclasses import replace
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -73,6 +73,8 @@ class FlowMatchingVLA(BaseVLA, metaclass=ABCMeta):
         use_prefix_cache: bool = True,
         fuse_expert_weights: bool = True,
         prepack_weights: bool = True,
+        time_embedding_dtype: Literal["float64", "float32"] = "float64",
+        step_schedule: Literal["accumulated", "exact"] = "accumulated",
         **kwargs: Any,
     ) -> None:
         """
@@ -100,6 +102,12 @@ class FlowMatchingVLA(BaseVLA, metaclass=ABCMeta):
                 VLM with fused q|k|v and gate|up, expert, action/time MLPs) through oneDNN with its weight
                 packed once and cached (2-3x faster products in fp32 than torch's default here); costs a
                 second copy of those weights in memory. No effect on CUDA or in training.
+            time_embedding_dtype: precision of the sinusoidal time embedding's periods, angles and sin/cos
+                (cast to float32 after): "float64" as openpi; "float32" as transformers' PI0 (a deviation from
+                openpi, for parity with transformers).
+            step_schedule: the Euler times: "accumulated" as openpi (t = 1, then t += dt in float32 while
+                t >= -dt / 2); "exact" = the decimals 1 - k / num_steps as transformers' PI0 (a deviation from
+                openpi, for parity with transformers).
         """
         super().__init__(**kwargs)
         self._reject_unused_parts()
@@ -121,6 +129,12 @@ class FlowMatchingVLA(BaseVLA, metaclass=ABCMeta):
         self.use_prefix_cache = use_prefix_cache
         self.fuse_expert_weights = fuse_expert_weights
         self.prepack_weights = prepack_weights
+        if time_embedding_dtype not in ("float64", "float32"):
+            raise ConfigError(f"is {time_embedding_dtype!r}; use 'float64' or 'float32'.", "model.time_embedding_dtype")
+        if step_schedule not in ("accumulated", "exact"):
+            raise ConfigError(f"is {step_schedule!r}; use 'accumulated' or 'exact'.", "model.step_schedule")
+        self.time_embedding_dtype = getattr(torch, time_embedding_dtype)
+        self.step_schedule = step_schedule
         self.action_in_proj = self._projector(action_in_proj, max_action_dim, proj_width, "action_in_proj")
         self.action_out_proj = self._projector(action_out_proj, proj_width, max_action_dim, "action_out_proj")
         self._check_geometry()
@@ -209,7 +223,9 @@ class FlowMatchingVLA(BaseVLA, metaclass=ABCMeta):
     # ---- inputs ----------------------------------------------------------------------
     def time_embedding(self, time: torch.Tensor) -> torch.Tensor:
         """time (B,) -> (B, proj_width) sinusoidal features."""
-        return sinusoidal_time_embedding(time, self.proj_width, self.min_period, self.max_period)
+        return sinusoidal_time_embedding(
+            time, self.proj_width, self.min_period, self.max_period, self.time_embedding_dtype
+        )
 
     def _pad_last(self, x: torch.Tensor, width: int, name: str) -> torch.Tensor:
         if x.shape[-1] > width:
@@ -339,8 +355,8 @@ class FlowMatchingVLA(BaseVLA, metaclass=ABCMeta):
         if noise is None:
             noise = torch.randn(batch, self.n_action_steps, self.max_action_dim, device=states.device, dtype=dtype)
         x = self._check_chunk(noise, "noise")
-        dt = -1.0 / num_steps
-        times = denoising_times(num_steps)
+        dt = -1.0 / num_steps  # applied to float32 x as float32(dt), openpi's `dt` tensor
+        times = denoising_times(num_steps, self.step_schedule)
         prefix, prefix_mask = self.embed_prefix(images, img_masks, lang_tokens, lang_masks, states)
         cached = self.use_prefix_cache if use_prefix_cache is None else use_prefix_cache
         if not cached:
@@ -357,11 +373,11 @@ class FlowMatchingVLA(BaseVLA, metaclass=ABCMeta):
                 x = x + dt * guided_velocity(x, 1.0 - time, denoise, rtc, velocity_sign=-1.0)
             return x
         step_times = torch.tensor(times, dtype=torch.float32, device=x.device).repeat_interleave(batch)
-        time_emb = self.time_embedding(step_times).reshape(num_steps, batch, -1)
+        time_emb = self.time_embedding(step_times).reshape(len(times), batch, -1)
         time_terms, conds = self.step_conditioning(time_emb)
         fused = self.fused_expert_layers()
         cache, rotary, mask = self._prepare_cache(prefix, prefix_mask, states)
-        for step in range(num_steps):
+        for step in range(len(times)):
             cond = None if conds is None else conds[step]
             time_term = None if time_terms is None else time_terms[step]
             if rtc is None:

@@ -20,6 +20,7 @@ from transformers import AutoModel, PaliGemmaConfig
 from transformers.models.paligemma.modeling_paligemma import PaliGemmaMultiModalProjector
 
 from vla_core.errors import ConfigError
+from vla_core.models.architecture import transformers_config_dict
 from vla_core.protocols import BackboneOutput
 from vla_paligemma.attention import Rotary, key_padding_mask, positions_from_mask
 from vla_paligemma.presets import PALIGEMMA_PRESETS, merge_config
@@ -78,6 +79,9 @@ class PaliGemma(nn.Module):
             its config.json sets the architecture.
     """
 
+    #: Its config.json sets the architecture; checkpoints record it (resolved_parameters).
+    architecture_paths = ("pretrained_name_or_path",)
+
     def __init__(
         self,
         vlm_backbone_id: str | None = "paligemma_3b_pt_224",
@@ -94,6 +98,11 @@ class PaliGemma(nn.Module):
         self.tokens_per_image: int = (vision.image_size // vision.patch_size) ** 2
         if pretrained_name_or_path:
             load_component_weights(self, pretrained_name_or_path, _paligemma_key)
+
+    def resolved_parameters(self) -> dict[str, Any]:
+        """The PaliGemma config it was built with, so a checkpoint rebuilds it without the directory."""
+        return {"vlm_backbone_id": None, "vlm_config": transformers_config_dict(self.config),
+                "pretrained_name_or_path": None}
 
     @property
     def layers(self) -> nn.ModuleList:

@@ -1,8 +1,9 @@
-"""pi0.5's discrete state: each state dimension becomes one token of the language prefix.
+"""pi0.5's `discrete_state_input: token_ids` variant (not the reference): one token per state dimension.
 
-openpi writes the state into the prompt as bin indices (`np.digitize` over 256 equal bins
-of [-1, 1]); here the bins map straight to token ids `offset + bin`, so the model reads
-the state through the VLM's embedding table exactly where the prompt would put it.
+openpi writes the state into the prompt as the text of its bin indices (`np.digitize` over
+256 equal bins of [-1, 1]; see `openpi_tokenizer.py`, the default). This variant maps the
+bins straight to token ids `offset + bin` appended after the prompt, for processors whose
+tokenizer cannot write numbers (the word-level tokenizer of the tiny configs).
 """
 
 from __future__ import annotations

@@ -146,8 +146,24 @@ def pi0_spec_from_transformers_config(config: dict[str, Any]) -> dict[str, Any]:
 
 def load_transformers_pi0(path: str | Path, config: dict[str, Any]) -> Any:
     """Build a PI0FlowMatching from a transformers PI0 directory and load its weights
-    (strict: a missing, unexpected or mis-shaped tensor raises a CheckpointError naming it)."""
+    (strict: a missing, unexpected or mis-shaped tensor raises a CheckpointError naming it).
+
+    With openpi's `assets/<asset_id>/norm_stats.json` and the PaliGemma SentencePiece tokenizer
+    file in the directory it also gets openpi's processor (`OpenPIProcessor`, pi0), recorded in
+    its spec; transformers' own `PI0Processor` is not what openpi runs (see docs/paligemma.md).
+    """
+    from vla_paligemma.openpi_checkpoint import openpi_processor, processor_spec
+
+    path = Path(path)
     spec = pi0_spec_from_transformers_config(config)
     mapping = transformers_pi0_mapping(checkpoint_keys(path))
     spec |= {"pretrained_name_or_path": str(path), "name_mapping": mapping}
-    return build_vla(spec)
+    image_size = spec["vlm_backbone"]["vlm_config"]["vision_config"].get("image_size", 224)
+    processor = openpi_processor(
+        path, "pi0", {"action_dim": spec["max_action_dim"], "action_horizon": spec["n_action_steps"]}, image_size
+    )
+    if processor is not None:
+        spec["processor"] = processor_spec(processor)
+    vla = build_vla(spec)
+    vla.processor = processor
+    return vla
