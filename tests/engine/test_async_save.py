@@ -112,3 +112,12 @@ def _safe_metrics(output_dir):
         return read_metrics(output_dir)
     except (OSError, ValueError):  # not written yet, or a line being written
         return []
+
+
+def test_async_save_with_lora_is_said_to_have_no_effect():
+    from vla_core.config.run import LoraConfig, RunConfig, TrainConfig, config_warnings
+
+    with_lora = RunConfig(model={"type": "LlavaVLA"}, train=TrainConfig(async_save=True, lora=LoraConfig()))
+    assert any("train.async_save has no effect with train.lora" in w for w in config_warnings(with_lora))
+    plain = RunConfig(model={"type": "LlavaVLA"}, train=TrainConfig(async_save=True))
+    assert not any("async_save" in w for w in config_warnings(plain))
