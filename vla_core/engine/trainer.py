@@ -105,6 +105,7 @@ class Trainer:
         self.step = 0
         self.last_checkpoint: Path | None = None
         self._pending_save: Any = None  # an async_checkpoint.PendingSave while one is being written
+        self._async_groups: Any = None  # async_checkpoint.AsyncSaveGroups with train.async_save
 
     # ---- setup ---------------------------------------------------------------------------
     def setup(self) -> None:
@@ -134,7 +135,6 @@ class Trainer:
         check_model_fits_processor(self.vla, self.processor)
         self.optimizer = build_optimizer(self.model, train)
         self.scheduler = build_scheduler(self.optimizer, train)
-        self._async_groups = None
         if train.async_save and self._saves_sharded():
             from vla_core.engine.async_checkpoint import AsyncSaveGroups
 
