@@ -1,6 +1,6 @@
 """Host memory per process of sharded training: a ~300M-parameter VLA on 1 and on 2 processes (gloo, CPU).
 
-    .venv/bin/python benchmarks/fsdp_memory.py [--steps 2] [--batch-size 2] [--processes 1,2]
+    .venv/bin/python benchmarks/fsdp_memory.py [--steps 2] [--batch-size 2] [--processes 1,2] [--no-resume]
 
 The model is a LlavaVLA: SigLIP (768 wide, 12 layers, 112 px images) -> MLP projector ->
 Qwen2 (1024 wide, 16 layers, 32k vocabulary) -> MLP action head, trained in fp32 with
@@ -12,10 +12,13 @@ saving one checkpoint at the end. Per process it reports:
   * peak RSS while training (ru_maxrss after the last step) and for the whole run (with
     the final checkpoint);
   * resume s / resume peak RSS: a second run that resumes from that checkpoint and trains
-    one more step (the weights and AdamW state are read back).
+    one more step (the weights and AdamW state are read back);
+  * baseline RSS: the process after importing torch, transformers and the engine (before
+    `Trainer`): a constant of every process that no sharding can halve.
 
 The figure the issue asks for is the ratio of the 2-process run's peak RSS per process
-to the 1-process run's (the larger process of the two).
+to the 1-process run's (the larger process of the two); printed next to it, the same
+ratio with each run's baseline subtracted (what the model, its gradients and AdamW cost).
 """
 
 from __future__ import annotations
@@ -71,18 +74,28 @@ class Probe:
         self.train_rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def rss_mib() -> float:
+    """This process's resident set size now (VmRSS), MiB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
 def worker(config_path: Path, result_path: Path, resume: str | None) -> None:
     import torch
+    import transformers  # noqa: F401 - part of the baseline: the model's parts import it
 
     from vla_core.config.run import validate_run_config
     from vla_core.engine.trainer import Trainer
 
+    baseline_mib = rss_mib()
     torch.set_num_threads(1)
     config = validate_run_config(json.loads(config_path.read_text()))
     probe = Probe()
     Trainer(config, callbacks=[probe], resume=resume).fit()
     rank = int(os.environ.get("RANK", "0"))
-    result = {"load_s": probe.load_s, "train_rss_mib": probe.train_rss_mib,
+    result = {"load_s": probe.load_s, "train_rss_mib": probe.train_rss_mib, "baseline_mib": baseline_mib,
               "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
     Path(f"{result_path}.rank{rank}").write_text(json.dumps(result))
 
@@ -112,6 +125,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=2)
     parser.add_argument("--processes", default="1,2")
+    parser.add_argument("--no-resume", action="store_true", help="skip the resumed runs")
     args = parser.parse_args()
 
     import torch
@@ -134,26 +148,30 @@ def main() -> None:
                       "train": train, "output_dir": str(output_dir)}
             first = run(config, workdir, f"train-{nproc}", nproc)
             config["train"] = {**train, "steps": args.steps + 1}
-            resumed = run(config, workdir, f"resume-{nproc}", nproc, resume="auto")
+            nan = [{"load_s": float("nan"), "peak_rss_mib": float("nan")}]
+            resumed = nan if args.no_resume else run(config, workdir, f"resume-{nproc}", nproc, resume="auto")
             rows.append({"processes": nproc,
                          "load_s": max(r["load_s"] for r in first),
                          "train_rss_mib": max(r["train_rss_mib"] for r in first),
                          "peak_rss_mib": max(r["peak_rss_mib"] for r in first),
+                         "baseline_mib": max(r["baseline_mib"] for r in first),
                          "resume_load_s": max(r["load_s"] for r in resumed),
                          "resume_peak_rss_mib": max(r["peak_rss_mib"] for r in resumed)})
     print(f"model: {params / 1e6:.0f}M parameters, fp32, AdamW; batch {args.batch_size}, {args.steps} steps, "
           "1 thread per process")
-    print("| processes | load s | peak RSS MiB/process, training | peak RSS MiB/process, with checkpoint "
-          "| resume load s | resume peak RSS MiB/process |")
-    print("|---|---|---|---|---|---|")
+    print("| processes | baseline RSS MiB (imports) | load s | peak RSS MiB/process, training "
+          "| peak RSS MiB/process, with checkpoint | resume load s | resume peak RSS MiB/process |")
+    print("|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['processes']} | {r['load_s']:.1f} | {r['train_rss_mib']:.0f} | {r['peak_rss_mib']:.0f} "
-              f"| {r['resume_load_s']:.1f} | {r['resume_peak_rss_mib']:.0f} |")
+        print(f"| {r['processes']} | {r['baseline_mib']:.0f} | {r['load_s']:.1f} | {r['train_rss_mib']:.0f} "
+              f"| {r['peak_rss_mib']:.0f} | {r['resume_load_s']:.1f} | {r['resume_peak_rss_mib']:.0f} |")
     if len(rows) == 2:
         one, two = rows
         print(f"2 / 1 processes, peak RSS per process: training {two['train_rss_mib'] / one['train_rss_mib']:.2f}, "
               f"with checkpoint {two['peak_rss_mib'] / one['peak_rss_mib']:.2f}, "
               f"resume {two['resume_peak_rss_mib'] / one['resume_peak_rss_mib']:.2f}")
+        above = [(r["train_rss_mib"] - r["baseline_mib"]) for r in rows]
+        print(f"without the baseline (peak - RSS after imports): training {above[1] / above[0]:.2f}")
 
 
 if __name__ == "__main__":

@@ -8,7 +8,11 @@ components registered. Used by the FSDP and kill-and-resume tests.
 between checkpoints); --shards: each rank writes the bytes of parameters and optimizer
 state it holds after the first step to OUT_PREFIX-rank<R>.json; --hang-in-save STEP: once
 every rank wrote its shards of the step-STEP checkpoint (before it is complete), write
-each rank's pid to `<output_dir>/in-save-rank<R>` and hang, so a test can kill the run mid-save. The dataset
+each rank's pid to `<output_dir>/in-save-rank<R>` and hang, so a test can kill the run mid-save.
+--hang-in-async-commit STEP (with train.async_save): each rank writes its pid to
+`<output_dir>/pid-rank<R>` when training starts; rank 0's background thread, once every
+rank's shards of the step-STEP checkpoint are written, writes `<output_dir>/in-commit` and
+hangs before the checkpoint is complete, while training goes on. The dataset
 `FailingOnRank` (registered here) has a corrupt sample on one rank. A failure is recorded
 for the launcher as the `vla` CLI records it (`rank_failures.record_exception`);
 --launch NPROC runs the script on NPROC processes through `vla train --nproc`'s launcher.
@@ -43,6 +47,26 @@ class TestCallbacks:
                 json.dump(sizes, handle)
         if self.sleep_after is not None and step > self.sleep_after:
             time.sleep(0.5)
+
+
+class RecordPid:
+    def on_train_start(self, trainer: Trainer) -> None:
+        (trainer.output_dir / f"pid-rank{trainer.context.rank}").write_text(str(os.getpid()))
+
+
+def hang_in_async_commit(step: int) -> None:
+    """Patch the background commit so the step-`step` checkpoint is never completed."""
+    from vla_core.engine import async_checkpoint
+
+    original = async_checkpoint.commit_checkpoint
+
+    def hang_then_commit(stack, tmp):
+        if tmp.name.startswith(f".step-{step}.tmp-"):
+            (tmp.parent.parent / "in-commit").write_text(str(step))
+            time.sleep(600)
+        original(stack, tmp)
+
+    async_checkpoint.commit_checkpoint = hang_then_commit
 
 
 def hang_in_save(step: int) -> None:
@@ -102,6 +126,7 @@ def main() -> None:
     parser.add_argument("--sleep-after", type=int, default=None)
     parser.add_argument("--shards", default=None)
     parser.add_argument("--hang-in-save", type=int, default=None)
+    parser.add_argument("--hang-in-async-commit", type=int, default=None)
     parser.add_argument("--launch", type=int, default=None)
     args = parser.parse_args()
     if args.launch:
@@ -114,7 +139,10 @@ def main() -> None:
         hang_in_save(args.hang_in_save)
     with open(args.config) as handle:
         config = validate_run_config(json.load(handle))
-    callbacks = [TestCallbacks(args.sleep_after, args.shards)]
+    callbacks: list = [TestCallbacks(args.sleep_after, args.shards)]
+    if args.hang_in_async_commit is not None:
+        hang_in_async_commit(args.hang_in_async_commit)
+        callbacks.append(RecordPid())
     try:
         Trainer(config, resume=args.resume, callbacks=callbacks, plugin_manager=new_plugin_manager()).fit()
     except Exception as exc:  # as the `vla` CLI does: leave this rank's error for the launcher

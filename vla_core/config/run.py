@@ -76,6 +76,11 @@ class TrainConfig(BaseModel):
         description="With several processes: fsdp shards over all of them; hsdp replicates across nodes and shards "
         "within each node (a 2-D device mesh; gradients cross nodes once per step as an all-reduce).",
     )
+    async_save: bool = Field(
+        False, description="Write sharded checkpoints in the background while training goes on (DCP async_save); "
+        "a checkpoint counts only once complete. Costs one more copy of each process's shards while a save is in "
+        "flight. LoRA runs save in the foreground.",
+    )
     collective_timeout_s: float = Field(
         600.0, gt=0, description="Seconds a process waits in a collective (all-gather, barrier) before it stops "
         "with an error naming the wait; bounds how long the others live after one process fails.",
@@ -106,6 +111,9 @@ def config_warnings(config: RunConfig) -> list[str]:
     warnings = []
     if train.warmup_steps > 0 and train.warmup_steps >= train.steps:
         warnings.append(warmup_warning(train.warmup_steps, train.steps))
+    if train.async_save and train.lora is not None:
+        warnings.append("train.async_save has no effect with train.lora: a LoRA checkpoint (base weights and "
+                        "adapter) is gathered and written in the foreground.")
     return warnings
 
 

@@ -104,12 +104,17 @@ class Trainer:
         self._plugin_manager = plugin_manager
         self.step = 0
         self.last_checkpoint: Path | None = None
+        self._pending_save: Any = None  # an async_checkpoint.PendingSave while one is being written
+        self._async_groups: Any = None  # async_checkpoint.AsyncSaveGroups with train.async_save
 
     # ---- setup ---------------------------------------------------------------------------
     def setup(self) -> None:
         """Join the process group and build data, model, processor, optimizer; restore a
         checkpoint when resuming. `fit` calls it; call it yourself to inspect the parts."""
+        from vla_core.engine.host_memory import release_freed_tensor_memory
+
         train = self.train_config
+        release_freed_tensor_memory()  # before anything large is allocated: see host_memory.py
         self.context: DistributedContext = init_distributed(train.collective_timeout_s)
         self.precision: PrecisionChoice = resolve_precision(train.precision, self.context.device)
         on_main(self.context, self.checkpoints.remove_temporaries)
@@ -130,6 +135,10 @@ class Trainer:
         check_model_fits_processor(self.vla, self.processor)
         self.optimizer = build_optimizer(self.model, train)
         self.scheduler = build_scheduler(self.optimizer, train)
+        if train.async_save and self._saves_sharded():
+            from vla_core.engine.async_checkpoint import AsyncSaveGroups
+
+            self._async_groups = AsyncSaveGroups(self.context, train.collective_timeout_s)
         self.step = state.step if state else 0
         if self.resumed_from is not None:
             self._restore_training_state(self.resumed_from, state)
@@ -194,6 +203,9 @@ class Trainer:
                 raise
             raise broken from exc
         finally:
+            if self._pending_save is not None:  # the run failed: let a save written in the background complete
+                self._pending_save.finish_quietly()
+                self._pending_save = None
             if hasattr(self, "context"):
                 shutdown_distributed(self.context)
 
@@ -225,6 +237,7 @@ class Trainer:
                 self._call("on_step_end", self, self.step, metrics)
                 if self.step % train.save_every == 0 or self.step == train.steps:
                     self.save_checkpoint()
+            self.wait_for_checkpoint()
         finally:
             if main:
                 progress.close()
@@ -378,11 +391,21 @@ class Trainer:
                 fn(*args)
 
     # ---- checkpoints -----------------------------------------------------------------------
+    def _saves_sharded(self) -> bool:
+        """Whether checkpoints hold DCP shards: several processes, or `async_save` (DCP
+        writes in the background); a LoRA run or one plain process writes full safetensors."""
+        return self._lora_key_map is None and (self.context.is_distributed or self.train_config.async_save)
+
     def save_checkpoint(self) -> Path:
         """Write `checkpoints/step-<step>/` atomically (a collective: every rank calls it),
         then delete checkpoints beyond `keep_last`. Several processes write their shards
-        (`sharded_checkpoint`); one process, or a LoRA run, writes full safetensors."""
+        (`sharded_checkpoint`); one process, or a LoRA run, writes full safetensors.
+
+        With `train.async_save` the shards are written in the background and this returns
+        at once: the checkpoint counts (and `on_checkpoint` is called) once it is complete,
+        which the next save and the end of the run wait for (`wait_for_checkpoint`)."""
         train = self.train_config
+        self.wait_for_checkpoint()
         rng_states = self.context.all_gather_object(capture_rng_state())
         state = TrainerState(
             step=self.step,
@@ -393,13 +416,41 @@ class Trainer:
             seed=train.seed,
         )
         target = self.checkpoints.path(self.step)
-        if self.context.is_distributed and self._lora_key_map is None:
+        if self._async_groups is not None:
+            self._start_async_save(target, state, rng_states)
+            return target
+        if self._saves_sharded():
             self._save_sharded(target, state, rng_states)
         else:
             self._save_full(target, state, rng_states)
         self.last_checkpoint = target
         self._call("on_checkpoint", self, self.step, target)
         return target
+
+    def wait_for_checkpoint(self) -> None:
+        """Block until a checkpoint being written in the background is complete (a
+        collective); a failed background write raises here on every rank."""
+        pending, self._pending_save = self._pending_save, None
+        if pending is None:
+            return
+        pending.wait()
+        self.last_checkpoint = pending.target
+        self._call("on_checkpoint", self, pending.step, pending.target)
+
+    def _start_async_save(self, target: Path, state: TrainerState, rng_states: list[dict[str, Any]]) -> None:
+        """Hand this rank's shards to DCP's background writer; rank 0 writes the small files now."""
+        from vla_core.engine.async_checkpoint import start_async_save
+
+        def write_rank0_files(tmp: Path) -> None:
+            self.vla.write_config(tmp, extra_config=self._checkpoint_extra())
+            self.processor.save_pretrained(tmp)
+            write_trainer_state(tmp, state, None, self.scheduler.state_dict(), rng_states)
+
+        def prune() -> None:
+            self.checkpoints.prune(self.train_config.keep_last)
+
+        self._pending_save = start_async_save(self.model, self.optimizer, target, self.step, STATE_DIR,
+                                              self.context, self._async_groups, write_rank0_files, prune)
 
     def _save_full(self, target: Path, state: TrainerState, rng_states: list[dict[str, Any]]) -> None:
         """Gather the full weights and optimizer state on rank 0, which writes them."""
