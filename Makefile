@@ -11,6 +11,11 @@ PLUGIN_PROJECTS := $(sort $(wildcard plugins/*/pyproject.toml))
 TEST_PLUGIN_NAMES := vla-example-head vla-broken
 EDITABLES := -e . $(foreach p,$(PLUGIN_PROJECTS),-e $(dir $(p)))
 PYTEST_ARGS ?=
+# Python compiles what it imports once, into __pycache__ (installs run with --no-compile below),
+# unless PYTHONDONTWRITEBYTECODE is set, as it is in some CI images: then every interpreter the
+# tests start (torchrun workers, `vla` CLIs, fresh-process checks) compiled torch and
+# transformers from source again: `import torch, transformers` took 25 s instead of 7 s.
+unexport PYTHONDONTWRITEBYTECODE
 
 .PHONY: install gl-libs test lint demo clean
 
