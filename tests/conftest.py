@@ -9,6 +9,7 @@ sees them.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import shutil
@@ -34,12 +35,22 @@ def _sources_digest() -> str:
 
 
 def install_test_plugins() -> Path:
-    """Install tests/plugins/* into TEST_PLUGINS_SITE unless it already holds these sources."""
+    """Install tests/plugins/* into TEST_PLUGINS_SITE unless it already holds these sources.
+
+    Under pytest-xdist every worker loads this conftest: a file lock makes one install and the
+    others wait for it, then find the stamp (no worker deletes the folder another one reads).
+    """
+    TEST_PLUGINS_SITE.parent.mkdir(parents=True, exist_ok=True)
+    with open(TEST_PLUGINS_SITE.parent / "test-plugins.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _install_test_plugins_locked()
+
+
+def _install_test_plugins_locked() -> Path:
     stamp = TEST_PLUGINS_SITE / ".sources-sha256"
     digest = _sources_digest()
     if stamp.is_file() and stamp.read_text() == digest:
         return TEST_PLUGINS_SITE
-    TEST_PLUGINS_SITE.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix="test-plugins-", dir=TEST_PLUGINS_SITE.parent))
     command = [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
                "--target", str(staging), *map(str, TEST_PLUGINS)]

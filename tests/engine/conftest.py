@@ -31,8 +31,19 @@ def _few_threads():
     torch.set_num_threads(threads)
 
 
-
 @pytest.fixture(scope="session")
 def lerobot_root(tmp_path_factory):
     """A small LeRobot v3.0 dataset written by LeRobotWriter (4 episodes x 8 frames)."""
     return engine_fixtures.write_lerobot_dataset(tmp_path_factory.mktemp("lerobot") / "toy")
+
+
+@pytest.fixture(scope="session")
+def two_process_run(lerobot_root, tmp_path_factory):
+    """An uninterrupted 2-process FSDP run on `lerobot_root` (engine_fixtures.TWO_PROCESS_SETTINGS:
+    6 steps, checkpoints at 3 and 6) -> its output directory. Each rank's local bytes after
+    step 1 are in `shards-rank<R>.json` next to it. Read-only for the tests that share it."""
+    tmp = tmp_path_factory.mktemp("two-process")
+    config = engine_fixtures.lerobot_run_config(tmp / "run", lerobot_root, **engine_fixtures.TWO_PROCESS_SETTINGS)
+    config_path = engine_fixtures.write_config(tmp / "run.json", config)
+    engine_fixtures.run_script(engine_fixtures.script_command(config_path, "--shards", str(tmp / "shards"), nproc=2))
+    return tmp / "run"

@@ -277,6 +277,14 @@ def lerobot_run_config(output_dir: str | Path, root: str | Path, chunk_size: int
     return config
 
 
+# The one 2-process FSDP run that test_fsdp, test_sharded_checkpoints and test_async_save all
+# compare against (conftest.py: `two_process_run`; one torchrun launch instead of three):
+# 6 steps, checkpoints at steps 3 and 6. max_grad_norm is below the gradient norm (~0.3), so
+# clipping over the sharded gradients is exercised too.
+TWO_PROCESS_SETTINGS = {"steps": 6, "save_every": 3, "keep_last": 5, "batch_size": 4, "lr": 1e-3,
+                        "weight_decay": 0.01, "warmup_steps": 2, "max_grad_norm": 0.05}
+
+
 HERE = Path(__file__).resolve().parent
 TRAIN_SCRIPT = HERE / "train_script.py"
 

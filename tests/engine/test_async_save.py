@@ -19,18 +19,24 @@ import time
 
 import pytest
 import torch
-from engine_fixtures import lerobot_run_config, run_script, script_command, script_env, train, write_config
+from engine_fixtures import (
+    TWO_PROCESS_SETTINGS,
+    lerobot_run_config,
+    run_script,
+    script_command,
+    script_env,
+    train,
+    write_config,
+)
 
 from vla_core.checksums import verify_checksums
 from vla_core.engine.metrics import read_metrics
 from vla_core.models.weights import load_state_dict
 
-SETTINGS = {"steps": 6, "save_every": 3, "keep_last": 5, "batch_size": 4, "lr": 1e-3, "weight_decay": 0.01,
-            "warmup_steps": 2}
-
 
 def _config(output_dir, root, **train):
-    return lerobot_run_config(output_dir, root, **{**SETTINGS, **train})
+    """The settings of the shared synchronous 2-process run (conftest.py: two_process_run), and `train`."""
+    return lerobot_run_config(output_dir, root, **{**TWO_PROCESS_SETTINGS, **train})
 
 
 def _run_two(tmp_path, name, root, *options, **train):
@@ -50,10 +56,9 @@ def _losses(output_dir):
 
 
 @pytest.mark.slow
-def test_async_checkpoints_equal_sync_ones_and_resume_on_the_same_trajectory(lerobot_root, tmp_path):
-    _run_two(tmp_path, "sync", lerobot_root)
+def test_async_checkpoints_equal_sync_ones_and_resume_on_the_same_trajectory(two_process_run, lerobot_root, tmp_path):
     _run_two(tmp_path, "async", lerobot_root, async_save=True)
-    sync, asynchronous = tmp_path / "sync/checkpoints", tmp_path / "async/checkpoints"
+    sync, asynchronous = two_process_run / "checkpoints", tmp_path / "async/checkpoints"
     for step in (3, 6):
         assert verify_checksums(asynchronous / f"step-{step}")  # complete, every file recorded
         assert (asynchronous / f"step-{step}/model_shards/.metadata").is_file()
@@ -65,7 +70,7 @@ def test_async_checkpoints_equal_sync_ones_and_resume_on_the_same_trajectory(ler
     shutil.copytree(asynchronous / "step-3", resumed / "checkpoints/step-3")
     _run_two(tmp_path, "resumed", lerobot_root, "--resume", "auto", async_save=True)
     _assert_same_weights(sync / "step-6", resumed / "checkpoints/step-6")
-    expected = _losses(tmp_path / "sync")
+    expected = _losses(two_process_run)
     assert {s: loss for s, loss in _losses(resumed).items() if s > 3} == {s: expected[s] for s in (4, 5, 6)}
 
 

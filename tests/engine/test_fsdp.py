@@ -6,7 +6,7 @@ import json
 
 import pytest
 import torch
-from engine_fixtures import lerobot_run_config, run_script, script_command, train, write_config
+from engine_fixtures import TWO_PROCESS_SETTINGS, lerobot_run_config, train
 
 from vla_core.engine.metrics import read_metrics
 from vla_core.models.weights import load_state_dict
@@ -15,39 +15,38 @@ from vla_core.models.weights import load_state_dict
 # numbers of valid actions: the head's `loss_weight` makes the 2-process loss the mean over
 # the whole global batch all the same.
 CHUNK = 4
+STEPS = TWO_PROCESS_SETTINGS["steps"]
 
 
 @pytest.mark.slow
-def test_two_processes_match_one_and_hold_half_the_bytes(lerobot_root, tmp_path):
-    # max_grad_norm below the gradient norm (~0.3): clipping over the sharded gradients is exercised too.
-    settings = {"steps": 5, "batch_size": 4, "save_every": 5, "lr": 1e-3, "weight_decay": 0.01, "warmup_steps": 2,
-                "max_grad_norm": 0.05}
-    single = lerobot_run_config(tmp_path / "single", lerobot_root, chunk_size=CHUNK, **settings)
-    sharded = lerobot_run_config(tmp_path / "sharded", lerobot_root, chunk_size=CHUNK, **settings)
-    config_path = write_config(tmp_path / "sharded.json", sharded)
-    run_script(script_command(config_path, "--shards", str(tmp_path / "shards"), nproc=2))
+def test_two_processes_match_one_and_hold_half_the_bytes(two_process_run, lerobot_root, tmp_path):
+    # The 2-process run (conftest.py, shared with the checkpoint tests) and this 1-process one
+    # clip: max_grad_norm is below the gradient norm (~0.3), so clipping over the sharded
+    # gradients is exercised too.
+    clip = TWO_PROCESS_SETTINGS["max_grad_norm"]
+    single = lerobot_run_config(tmp_path / "single", lerobot_root, chunk_size=CHUNK, **TWO_PROCESS_SETTINGS)
     train(single)
 
-    records_one, records_two = read_metrics(tmp_path / "single"), read_metrics(tmp_path / "sharded")
+    records_one, records_two = read_metrics(tmp_path / "single"), read_metrics(two_process_run)
     one, two = [r["loss"] for r in records_one], [r["loss"] for r in records_two]
-    assert len(one) == len(two) == 5
+    assert len(one) == len(two) == STEPS
     assert max(abs(a - b) for a, b in zip(one, two, strict=True)) < 1e-5, (one, two)
     assert len({round(loss, 6) for loss in one}) > 1  # the model trains: losses move
     for a, b in zip(records_one, records_two, strict=True):
-        assert a["grad_norm"] > 0.05 and b["grad_norm"] == pytest.approx(a["grad_norm"], rel=1e-4)
+        assert a["grad_norm"] > clip and b["grad_norm"] == pytest.approx(a["grad_norm"], rel=1e-4)
 
     # The checkpoint gathered from the shards holds the same weights as the 1-process run.
     # Except attention key biases: softmax ignores them, so their true gradient is 0 and
     # AdamW turns the ~1e-10 rounding noise of either run into lr-sized steps of random sign.
-    weights_one = load_state_dict(tmp_path / "single/checkpoints/step-5")
-    weights_two = load_state_dict(tmp_path / "sharded/checkpoints/step-5")
+    weights_one = load_state_dict(tmp_path / f"single/checkpoints/step-{STEPS}")
+    weights_two = load_state_dict(two_process_run / f"checkpoints/step-{STEPS}")
     assert weights_one.keys() == weights_two.keys()
     compared = [name for name in weights_one if not name.endswith("k_proj.bias")]
     assert len(compared) > 0.9 * len(weights_one)
     for name in compared:
         torch.testing.assert_close(weights_two[name], weights_one[name], atol=1e-5, rtol=0, msg=name)
 
-    sizes = [json.loads((tmp_path / f"shards-rank{r}.json").read_text()) for r in range(2)]
+    sizes = [json.loads((two_process_run.parent / f"shards-rank{r}.json").read_text()) for r in range(2)]
     full = sizes[0]["full_parameters"]
     for rank_sizes in sizes:
         # dim-0 shards of odd-sized tensors are uneven by a row: "about half".

@@ -42,23 +42,30 @@ def _run_nodes(config_path, port):
     return outputs
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("sharding", ["fsdp", "hsdp"])
-def test_two_nodes_train_like_one_node_with_two_processes(lerobot_root, tmp_path, sharding):
+@pytest.fixture(scope="module")
+def one_node_run(lerobot_root, tmp_path_factory):
+    """`vla train --nproc 2` on one node: what both multi-node layouts are compared with."""
+    tmp_path = tmp_path_factory.mktemp("one-node")
     single = write_config(tmp_path / "single.json", lerobot_run_config(tmp_path / "single", lerobot_root, **SETTINGS))
-    nodes = write_config(tmp_path / "nodes.json", lerobot_run_config(tmp_path / "nodes", lerobot_root,
-                                                                     sharding=sharding, **SETTINGS))
     done = subprocess.run(_vla_train(single, "--nproc", "2"), env=script_env(), capture_output=True, text=True,
                           timeout=400)
     assert done.returncode == 0, done.stderr[-4000:]
+    return tmp_path / "single"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sharding", ["fsdp", "hsdp"])
+def test_two_nodes_train_like_one_node_with_two_processes(one_node_run, lerobot_root, tmp_path, sharding):
+    nodes = write_config(tmp_path / "nodes.json", lerobot_run_config(tmp_path / "nodes", lerobot_root,
+                                                                     sharding=sharding, **SETTINGS))
     (_, node0_err), _ = _run_nodes(nodes, _free_port())
     assert "2 processes" in node0_err  # rank 0 (on node 0) reports the run over both nodes
 
-    one, two = read_metrics(tmp_path / "single"), read_metrics(tmp_path / "nodes")
+    one, two = read_metrics(one_node_run), read_metrics(tmp_path / "nodes")
     assert [r["step"] for r in two] == [1, 2, 3]
     for a, b in zip(one, two, strict=True):
         assert abs(a["loss"] - b["loss"]) < 1e-5, (one, two)
-    expected, got = load_state_dict(tmp_path / "single/checkpoints/step-3"), load_state_dict(
+    expected, got = load_state_dict(one_node_run / "checkpoints/step-3"), load_state_dict(
         tmp_path / "nodes/checkpoints/step-3")
     assert expected.keys() == got.keys()
     for name in expected:

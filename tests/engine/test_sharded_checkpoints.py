@@ -21,7 +21,15 @@ import time
 
 import pytest
 import torch
-from engine_fixtures import lerobot_run_config, run_script, script_command, script_env, train, write_config
+from engine_fixtures import (
+    TWO_PROCESS_SETTINGS,
+    lerobot_run_config,
+    run_script,
+    script_command,
+    script_env,
+    train,
+    write_config,
+)
 
 from vla_core.checksums import read_checksums
 from vla_core.engine.export import export_checkpoint
@@ -29,13 +37,12 @@ from vla_core.engine.metrics import read_metrics
 from vla_core.engine.policy import Policy
 from vla_core.models.weights import load_state_dict
 
-SETTINGS = {"steps": 6, "save_every": 3, "keep_last": 5, "batch_size": 4, "lr": 1e-3, "weight_decay": 0.01,
-            "warmup_steps": 2}
 TOLERANCE = 1e-5
 
 
 def _config(output_dir, root):
-    return lerobot_run_config(output_dir, root, **SETTINGS)
+    """The settings of the shared uninterrupted 2-process run (conftest.py: two_process_run)."""
+    return lerobot_run_config(output_dir, root, **TWO_PROCESS_SETTINGS)
 
 
 def _run_two_processes(tmp_path, name, root, *options):
@@ -61,12 +68,10 @@ def _losses(output_dir, first_step):
     return [r["loss"] for r in read_metrics(output_dir) if r["step"] >= first_step]
 
 
-@pytest.fixture(scope="module")
-def sharded_run(lerobot_root, tmp_path_factory):
-    """An uninterrupted 2-process run of 6 steps, checkpoints at steps 3 and 6."""
-    tmp_path = tmp_path_factory.mktemp("sharded")
-    _run_two_processes(tmp_path, "reference", lerobot_root)
-    return tmp_path / "reference"
+@pytest.fixture
+def sharded_run(two_process_run):
+    """The uninterrupted 2-process run of 6 steps, checkpoints at steps 3 and 6 (shared: conftest.py)."""
+    return two_process_run
 
 
 @pytest.mark.slow
