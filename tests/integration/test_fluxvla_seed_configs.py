@@ -3,8 +3,6 @@ on the meta device; their parameter counts are the figures docs/fluxvla.md expla
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -60,14 +58,15 @@ def test_gr00t_counts_explained() -> None:
     assert count(whole_llm) == 3_218_898_880
 
 
-def test_vla_build_device_meta_cli() -> None:
+def test_vla_build_device_meta_cli(vla_main) -> None:
+    # In this process (the CLI's own code, without a fresh interpreter importing torch and
+    # transformers again): the `vla` entry point in a subprocess is tested in tests/core/test_cli.py.
     args = ["--set", "model.pretrained_name_or_path=null", "--set", "model.max_action_dim=14",
             "--set", "model.max_state_dim=14"]
-    result = subprocess.run([sys.executable, "-m", "vla_core.cli", "build", str(SEEDS / "pi0_paligemma.py"),
-                             "--device", "meta", *args], capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert "parameters: 3238124286" in result.stdout
-    assert "PI0FlowMatching" in result.stdout and "PaliGemma" in result.stdout
+    code, out, err = vla_main("build", str(SEEDS / "pi0_paligemma.py"), "--device", "meta", *args)
+    assert code == 0, err[-2000:]
+    assert "parameters: 3238124286" in out
+    assert "PI0FlowMatching" in out and "PaliGemma" in out
 
 
 def test_seed_parts_compute() -> None:
