@@ -10,9 +10,9 @@ recorded (loads while its directory exists, a clear error once it is gone); and 
 that does not describe the saved weights (an error before anything is allocated).
 
 Marked slow: the module's fixture trains three tiny models (Trainer start-up, processor fit,
-2 steps each) and the reload runs in fresh processes, each importing torch, transformers and
-the plugins (about 12 s of CPU each on this 2-core machine); the sharded test adds a
-2-process torchrun. Only the check of a spec without architecture is fast.
+2 steps each) and the reload runs in a fresh process (shared by the reload and `vla predict`
+checks), importing torch, transformers and the plugins (about 12 s of CPU on this 2-core
+machine); the sharded test adds a 2-process torchrun. Only the check of a spec without architecture is fast.
 """
 
 from __future__ import annotations
@@ -41,14 +41,25 @@ import tiny_vlms
 HEAD = {"type": "MLPActionHead", "input_dim": 32, "state_dim": 4, "action_dim": 3, "chunk_size": 4, "hidden_dim": 32}
 TOLERANCE = 1e-5
 
+# One fresh process (each costs ~10 s of imports here) for both checks: `vla predict` on the
+# first checkpoint (the CLI's main, its stdout captured), then Policy.from_pretrained on each.
 RELOAD = """
-import json, sys
+import contextlib, io, json, sys
+from vla_core.cli import main
 from vla_core.data.lerobot_dataset import LeRobotDataset
 from vla_core.engine.policy import Policy
+checkpoints = json.loads(sys.argv[2])
+predict_stdout = io.StringIO()
+with contextlib.redirect_stdout(predict_stdout):
+    try:
+        main(["predict", sys.argv[3], "--dataset", sys.argv[1], "--index", "5", "--json", "--precision", "fp32"])
+        predict_code = 0
+    except SystemExit as exc:
+        predict_code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
 observation = LeRobotDataset(sys.argv[1], chunk_size=4)[5]
 out = {name: Policy.from_pretrained(path, precision="fp32").act(observation).tolist()
-       for name, path in json.loads(sys.argv[2]).items()}
-print(json.dumps(out))
+       for name, path in checkpoints.items()}
+print(json.dumps({"policy_actions": out, "predict_code": predict_code, "predict_stdout": predict_stdout.getvalue()}))
 """
 
 
@@ -126,19 +137,27 @@ def standalone_runs(lerobot_root: Path, tmp_path_factory: pytest.TempPathFactory
             "smolvlm": smolvlm, "llm": llm}
 
 
-@pytest.mark.slow
-def test_a_fine_tuned_checkpoint_reloads_in_a_fresh_process_without_its_model_directories(
-    standalone_runs: dict[str, Any], lerobot_root: Path
-) -> None:
+@pytest.fixture(scope="module")
+def fresh_process(standalone_runs: dict[str, Any], lerobot_root: Path) -> dict[str, Any]:
+    """The checkpoints (and the merged LoRA export) loaded in one fresh process, which also ran
+    `vla predict` on the full fine-tune -> what RELOAD printed, and the checkpoints it loaded."""
     checkpoints = dict(standalone_runs["checkpoints"])
     exported = export_checkpoint(checkpoints["smolvlm-lora"], standalone_runs["tmp"] / "exported", merge_lora=True)
     checkpoints["smolvlm-lora-exported"] = exported
     result = subprocess.run([sys.executable, "-c", RELOAD, str(lerobot_root),
-                             json.dumps({k: str(v) for k, v in checkpoints.items()})],
+                             json.dumps({k: str(v) for k, v in checkpoints.items()}), str(checkpoints["smolvlm"])],
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
-    predicted = json.loads(result.stdout.strip().splitlines()[-1])
+    return {**json.loads(result.stdout.strip().splitlines()[-1]), "checkpoints": checkpoints, "stderr": result.stderr}
+
+
+@pytest.mark.slow
+def test_a_fine_tuned_checkpoint_reloads_in_a_fresh_process_without_its_model_directories(
+    standalone_runs: dict[str, Any], fresh_process: dict[str, Any]
+) -> None:
+    checkpoints, predicted = fresh_process["checkpoints"], fresh_process["policy_actions"]
     expected = {**standalone_runs["expected"], "smolvlm-lora-exported": standalone_runs["expected"]["smolvlm-lora"]}
+    assert predicted.keys() == expected.keys()
     for name, actions in expected.items():
         np.testing.assert_allclose(np.asarray(predicted[name]), actions, atol=TOLERANCE, rtol=0, err_msg=name)
 
@@ -156,14 +175,11 @@ def test_a_fine_tuned_checkpoint_reloads_in_a_fresh_process_without_its_model_di
 
 @pytest.mark.slow
 def test_vla_predict_serves_the_checkpoint_without_its_model_directory(
-    standalone_runs: dict[str, Any], lerobot_root: Path
+    standalone_runs: dict[str, Any], fresh_process: dict[str, Any]
 ) -> None:
-    checkpoint = standalone_runs["checkpoints"]["smolvlm"]
-    command = [sys.executable, "-m", "vla_core.cli", "predict", str(checkpoint), "--dataset", str(lerobot_root),
-               "--index", "5", "--json", "--precision", "fp32"]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
-    actions = np.asarray(json.loads(result.stdout[result.stdout.index("{"):])["actions"])
+    out = fresh_process["predict_stdout"]
+    assert fresh_process["predict_code"] == 0, out[-2000:] + fresh_process["stderr"][-3000:]
+    actions = np.asarray(json.loads(out[out.index("{"):])["actions"])
     np.testing.assert_allclose(actions, standalone_runs["expected"]["smolvlm"], atol=TOLERANCE, rtol=0)
 
 
