@@ -47,3 +47,20 @@ def two_process_run(lerobot_root, tmp_path_factory):
     config_path = engine_fixtures.write_config(tmp / "run.json", config)
     engine_fixtures.run_script(engine_fixtures.script_command(config_path, "--shards", str(tmp / "shards"), nproc=2))
     return tmp / "run"
+
+
+@pytest.fixture(scope="session")
+def one_process_run(lerobot_root, tmp_path_factory):
+    """The same run as `two_process_run` (the same settings and data) on 1 process, in this
+    process -> its output directory. Read-only for the tests that share it."""
+    import torch
+
+    output_dir = tmp_path_factory.mktemp("one-process") / "run"
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as in the tests (_few_threads), which this session fixture runs before
+    try:
+        engine_fixtures.train(engine_fixtures.lerobot_run_config(output_dir, lerobot_root,
+                                                                 **engine_fixtures.TWO_PROCESS_SETTINGS))
+    finally:
+        torch.set_num_threads(threads)
+    return output_dir

@@ -6,28 +6,24 @@ import json
 
 import pytest
 import torch
-from engine_fixtures import TWO_PROCESS_SETTINGS, lerobot_run_config, train
+from engine_fixtures import TWO_PROCESS_SETTINGS
 
 from vla_core.engine.metrics import read_metrics
 from vla_core.models.weights import load_state_dict
 
-# Chunks of 4 are padded near episode ends, so the ranks' micro-batches hold different
-# numbers of valid actions: the head's `loss_weight` makes the 2-process loss the mean over
-# the whole global batch all the same.
-CHUNK = 4
+# Chunks of 4 (lerobot_run_config's default) are padded near episode ends, so the ranks'
+# micro-batches hold different numbers of valid actions: the head's `loss_weight` makes the
+# 2-process loss the mean over the whole global batch all the same.
 STEPS = TWO_PROCESS_SETTINGS["steps"]
 
 
 @pytest.mark.slow
-def test_two_processes_match_one_and_hold_half_the_bytes(two_process_run, lerobot_root, tmp_path):
-    # The 2-process run (conftest.py, shared with the checkpoint tests) and this 1-process one
+def test_two_processes_match_one_and_hold_half_the_bytes(two_process_run, one_process_run):
+    # The same run on 2 processes and on 1 (conftest.py, shared with the checkpoint tests). Both
     # clip: max_grad_norm is below the gradient norm (~0.3), so clipping over the sharded
     # gradients is exercised too.
     clip = TWO_PROCESS_SETTINGS["max_grad_norm"]
-    single = lerobot_run_config(tmp_path / "single", lerobot_root, chunk_size=CHUNK, **TWO_PROCESS_SETTINGS)
-    train(single)
-
-    records_one, records_two = read_metrics(tmp_path / "single"), read_metrics(two_process_run)
+    records_one, records_two = read_metrics(one_process_run), read_metrics(two_process_run)
     one, two = [r["loss"] for r in records_one], [r["loss"] for r in records_two]
     assert len(one) == len(two) == STEPS
     assert max(abs(a - b) for a, b in zip(one, two, strict=True)) < 1e-5, (one, two)
@@ -38,7 +34,7 @@ def test_two_processes_match_one_and_hold_half_the_bytes(two_process_run, lerobo
     # The checkpoint gathered from the shards holds the same weights as the 1-process run.
     # Except attention key biases: softmax ignores them, so their true gradient is 0 and
     # AdamW turns the ~1e-10 rounding noise of either run into lr-sized steps of random sign.
-    weights_one = load_state_dict(tmp_path / f"single/checkpoints/step-{STEPS}")
+    weights_one = load_state_dict(one_process_run / f"checkpoints/step-{STEPS}")
     weights_two = load_state_dict(two_process_run / f"checkpoints/step-{STEPS}")
     assert weights_one.keys() == weights_two.keys()
     compared = [name for name in weights_one if not name.endswith("k_proj.bias")]

@@ -109,9 +109,8 @@ def test_resume_on_one_and_on_two_processes_follows_the_uninterrupted_run(sharde
 
 
 @pytest.mark.slow
-def test_a_one_process_checkpoint_resumes_on_two(lerobot_root, tmp_path):
-    single, resumed = tmp_path / "single", tmp_path / "resumed"
-    train(_config(single, lerobot_root))
+def test_a_one_process_checkpoint_resumes_on_two(one_process_run, lerobot_root, tmp_path):
+    single, resumed = one_process_run, tmp_path / "resumed"  # single: the same run on 1 process (conftest.py)
     _copy_checkpoint(single, resumed, 3)
     _run_two_processes(tmp_path, "resumed", lerobot_root, "--resume", "auto")
     assert (resumed / "checkpoints/step-6/model_shards/.metadata").is_file()
