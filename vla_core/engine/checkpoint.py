@@ -85,10 +85,11 @@ def restore_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def load_pt(path: Path) -> Any:
-    """Read a `.pt` file of tensors and plain values (never arbitrary pickles)."""
+def load_pt(path: Path, mmap: bool = False) -> Any:
+    """Read a `.pt` file of tensors and plain values (never arbitrary pickles). `mmap`: the
+    tensors map the file (read when first touched) instead of being copied into memory."""
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except FileNotFoundError:
         raise CheckpointError(f"'{path}' is missing; the checkpoint is incomplete. Resume from another one.") from None
     except Exception as exc:

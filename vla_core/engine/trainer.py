@@ -179,7 +179,7 @@ class Trainer:
         if is_sharded(checkpoint):  # each rank reads the slices of its shards, on any number of ranks
             load_sharded_optimizer(self.model, self.optimizer, checkpoint, STATE_DIR)
         else:
-            optimizer_state = load_pt(state_dir / OPTIMIZER_NAME) if self.context.is_main else {}
+            optimizer_state = load_pt(state_dir / OPTIMIZER_NAME, mmap=True) if self.context.is_main else {}
             load_full_optimizer_state(self.model, self.optimizer, optimizer_state, self.context)
         self.scheduler.load_state_dict(load_pt(state_dir / SCHEDULER_NAME))
         follow_config(self.optimizer, self.scheduler, self.train_config)
