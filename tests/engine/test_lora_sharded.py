@@ -33,12 +33,14 @@ from vla_core.models.build import build_vla
 from vla_core.models.weights import load_state_dict
 
 TOLERANCE = 1e-5
-LORA = {"r": 4, "alpha": 8, "target_modules": "all-linear"}
+# modules_to_save: a fully trained copy of the head goes into the adapter (peft's wrapper),
+# its original stays in the base; activation checkpointing wraps the layers (names change).
+LORA = {"r": 4, "alpha": 8, "target_modules": "all-linear", "modules_to_save": ["vla_head"]}
 
 
 def _config(output_dir, root):
     config = lerobot_run_config(output_dir, root, **TWO_PROCESS_SETTINGS)
-    config["train"]["lora"] = dict(LORA)
+    config["train"].update(lora=dict(LORA), gradient_checkpointing=True)
     return config
 
 
@@ -100,6 +102,9 @@ def test_two_processes_shard_the_base_and_gather_only_the_adapter(lora_runs):
     _adapters_close(one / "checkpoints/step-6", checkpoint, TOLERANCE)
     adapter = read_adapter_state(checkpoint / ADAPTER_DIR)
     assert any(".lora_B." in name and tensor.abs().sum() > 0 for name, tensor in adapter.items())
+    head = [name for name in adapter if name.startswith("base_model.model.vla_head.")]
+    assert head and not any(".lora_" in name for name in head)  # the trained copy of the head
+    assert any(not torch.equal(adapter[name], base[name.removeprefix("base_model.model.")]) for name in head)
 
 
 @pytest.mark.slow

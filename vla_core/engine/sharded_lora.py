@@ -50,6 +50,12 @@ def _adapter_selection(peft_model: Any, state: Mapping[str, Any]) -> dict[str, s
 
     owner = {id(value): key for key, value in state.items()}
     selected = get_peft_model_state_dict(peft_model, state_dict=dict(state))
+    made = sorted(saved for saved, value in selected.items() if id(value) not in owner)
+    if made:
+        raise CheckpointError(
+            f"peft computed adapter tensors ({', '.join(made[:5])}) instead of selecting them from the model, which "
+            "a LoRA run on several processes cannot shard; train this adapter type on one process."
+        )
     return {saved: owner[id(value)] for saved, value in selected.items()}
 
 
