@@ -113,7 +113,7 @@ def config_warnings(config: RunConfig) -> list[str]:
         warnings.append(warmup_warning(train.warmup_steps, train.steps))
     if train.async_save and train.lora is not None:
         warnings.append("train.async_save has no effect with train.lora: a LoRA checkpoint (base weights and "
-                        "adapter) is gathered and written in the foreground.")
+                        "adapter) is written in the foreground.")
     return warnings
 
 

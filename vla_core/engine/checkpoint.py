@@ -4,12 +4,13 @@
       config.json, model.safetensors   the VLA (loadable by vla_core.load_pretrained)
       model_shards/                    instead of model.safetensors in a multi-process run: each
                                        rank's shards (DCP), assembled by load_pretrained / vla export
-      adapter/                         peft LoRA adapter (LoRA runs; model.safetensors holds the base)
+      adapter/                         peft LoRA adapter (LoRA runs; model.safetensors or, on several
+                                       processes, model_shards/ holds the frozen base)
       processor/, dataset_statistics.json
       trainer_state/
         state.json                     step, epoch, samples seen, world size, seed
         optimizer.pt                   full (unsharded) AdamW state keyed by parameter name (one process)
-        optimizer_shards/              or: each rank's AdamW shards (DCP; several processes)
+        optimizer_shards/              or: each rank's AdamW shards (DCP; several processes, not LoRA)
         scheduler.pt                   LambdaLR state
         rng-rank<R>.pt                 torch / CUDA / numpy / python RNG of each rank
       checksums.json                   sha256 of every file above (vla_core.checksums)

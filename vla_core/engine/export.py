@@ -31,8 +31,8 @@ def export_checkpoint(checkpoint: str | Path, output: str | Path, merge_lora: bo
         )
     if has_adapter and not merge_lora:
         raise CheckpointError(
-            f"'{checkpoint}' was trained with LoRA; its model.safetensors holds only the base weights. "
-            "Export it with --merge-lora."
+            f"'{checkpoint}' was trained with LoRA; its weights (model.safetensors or model_shards/) are only the "
+            "base weights. Export it with --merge-lora."
         )
     if output.resolve() == checkpoint.resolve():
         raise CheckpointError("the export must go to a new directory, not onto the checkpoint itself.")

@@ -1,7 +1,8 @@
 """LoRA through peft: wrap a VLA, split a state dict into base weights and adapter, merge.
 
 A LoRA checkpoint keeps the (frozen) base weights under their original names in
-`model.safetensors` and the adapter in `adapter/` exactly as `PeftModel.save_pretrained`
+`model.safetensors` (or, written by several processes, as DCP shards in `model_shards/`:
+`sharded_lora.py`) and the adapter in `adapter/` exactly as `PeftModel.save_pretrained`
 writes it (`adapter_config.json`, `adapter_model.safetensors` with keys
 `base_model.model.<path>.lora_A.weight`), so `peft.PeftModel.from_pretrained(vla,
 "<checkpoint>/adapter")` loads it. `load_pretrained` merges the adapter into the weights.

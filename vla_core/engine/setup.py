@@ -103,7 +103,9 @@ def _build_sharded(
     """Several processes: every one builds the VLA with its parameters on the meta device,
     FSDP2 shards it, and each allocates only its shards, which are then filled:
 
-    - from a sharded checkpoint: each process reads the slices it owns (DCP);
+    - from a sharded checkpoint: each process reads the slices it owns (DCP); with LoRA the
+      base is read under the VLA's parameter names and the adapter from `adapter/`
+      (`sharded_lora.load_sharded_lora`);
     - otherwise rank 0 builds the whole model as one process would (same seed, same initial
       weights; a safetensors checkpoint or pretrained weights loaded into it) and
       broadcasts it, each process keeping its shards; rank 0's copy is freed before the
@@ -146,7 +148,11 @@ def _build_sharded(
         apply_activation_checkpointing(model, unit_types)
     shard_model(model, unit_types, context, config.train.sharding)
     materialize_shards(model, context)
-    if from_shards:
+    if from_shards and key_map is not None:
+        from vla_core.engine.sharded_lora import load_sharded_lora
+
+        load_sharded_lora(model, key_map, resume)
+    elif from_shards:
         load_sharded_model(model, resume)
     else:
         options = StateDictOptions(full_state_dict=True, broadcast_from_rank0=True)

@@ -173,10 +173,12 @@ class Trainer:
         return [item for result in results if result for item in result]
 
     def _restore_training_state(self, checkpoint: Path, state: TrainerState) -> None:
-        from vla_core.engine.sharded_checkpoint import is_sharded, load_sharded_optimizer
+        from vla_core.engine.sharded_checkpoint import OPTIMIZER_SHARDS_DIR, load_sharded_optimizer
 
         state_dir = checkpoint / STATE_DIR
-        if is_sharded(checkpoint):  # each rank reads the slices of its shards, on any number of ranks
+        # Sharded AdamW state: each rank reads the slices of its shards, on any number of ranks.
+        # (A LoRA checkpoint of several processes shards its base weights but keeps optimizer.pt.)
+        if (state_dir / OPTIMIZER_SHARDS_DIR).is_dir():
             load_sharded_optimizer(self.model, self.optimizer, checkpoint, STATE_DIR)
         else:
             optimizer_state = load_pt(state_dir / OPTIMIZER_NAME, mmap=True) if self.context.is_main else {}
@@ -392,14 +394,17 @@ class Trainer:
 
     # ---- checkpoints -----------------------------------------------------------------------
     def _saves_sharded(self) -> bool:
-        """Whether checkpoints hold DCP shards: several processes, or `async_save` (DCP
-        writes in the background); a LoRA run or one plain process writes full safetensors."""
+        """Whether checkpoints hold DCP shards of the whole training state: several processes,
+        or `async_save` (DCP writes in the background); one plain process writes full
+        safetensors. A LoRA run on several processes shards only its base weights
+        (`_save_lora_sharded`); on one process it writes safetensors."""
         return self._lora_key_map is None and (self.context.is_distributed or self.train_config.async_save)
 
     def save_checkpoint(self) -> Path:
         """Write `checkpoints/step-<step>/` atomically (a collective: every rank calls it),
         then delete checkpoints beyond `keep_last`. Several processes write their shards
-        (`sharded_checkpoint`); one process, or a LoRA run, writes full safetensors.
+        (`sharded_checkpoint`; with LoRA, shards of the base and a gathered adapter:
+        `sharded_lora`); one process writes full safetensors.
 
         With `train.async_save` the shards are written in the background and this returns
         at once: the checkpoint counts (and `on_checkpoint` is called) once it is complete,
@@ -419,7 +424,9 @@ class Trainer:
         if self._async_groups is not None:
             self._start_async_save(target, state, rng_states)
             return target
-        if self._saves_sharded():
+        if self._lora_key_map is not None and self.context.is_distributed:
+            self._save_lora_sharded(target, state, rng_states)
+        elif self._saves_sharded():
             self._save_sharded(target, state, rng_states)
         else:
             self._save_full(target, state, rng_states)
@@ -480,6 +487,26 @@ class Trainer:
                 self.vla.write_config(tmp, extra_config=self._checkpoint_extra())
                 self.processor.save_pretrained(tmp)
                 write_trainer_state(tmp, state, None, self.scheduler.state_dict(), rng_states)
+        on_main(self.context, self.checkpoints.prune, self.train_config.keep_last)
+
+    def _save_lora_sharded(self, target: Path, state: TrainerState, rng_states: list[dict[str, Any]]) -> None:
+        """LoRA on several processes: every rank writes its shards of the frozen base (under
+        the VLA's parameter names); the adapter and its AdamW state (small) are gathered and
+        rank 0 writes them with config, processor and trainer state. One atomic directory."""
+        from vla_core.engine.collective_directory import collective_checkpoint_directory
+        from vla_core.engine.sharded_lora import gather_adapter_state, save_sharded_lora_base
+
+        assert self._lora_key_map is not None
+        # Gathered before the directory opens, so a failing write cannot leave a rank in a collective.
+        adapter_state = gather_adapter_state(self.model)
+        optimizer_state = full_optimizer_state(self.model, self.optimizer)
+        with collective_checkpoint_directory(target, self.context) as tmp:
+            save_sharded_lora_base(self.model, self._lora_key_map, tmp)
+            if self.context.is_main:
+                self.vla.write_config(tmp, extra_config=self._checkpoint_extra())
+                write_adapter(tmp / ADAPTER_DIR, self.model, adapter_state)
+                self.processor.save_pretrained(tmp)
+                write_trainer_state(tmp, state, optimizer_state, self.scheduler.state_dict(), rng_states)
         on_main(self.context, self.checkpoints.prune, self.train_config.keep_last)
 
     def _checkpoint_extra(self) -> dict[str, Any]:
