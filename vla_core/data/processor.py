@@ -24,7 +24,6 @@ max_state_dim) and obs_masks (T_obs,) = not padded (vla_core.data.schema).
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -35,13 +34,12 @@ import torch
 import torch.nn.functional as F
 
 from vla_core.data.embodiment import EmbodimentSpec, NormMode
+from vla_core.data.processor_files import CONFIG_FILE, PROCESSOR_DIR, read_processor_config, write_processor_config
 from vla_core.data.schema import collate as collate_samples
 from vla_core.data.stats import STATS_FILE, DatasetStatistics
 from vla_core.data.tokenizers import HF_DIR, HFTokenizer, WordTokenizer
 from vla_core.errors import CheckpointError, DataError
 
-PROCESSOR_DIR = "processor"
-CONFIG_FILE = "processor_config.json"
 FORMAT_VERSION = 1
 
 
@@ -328,14 +326,8 @@ class VLAProcessor:
             config = dict(self.config)
             if not isinstance(self.tokenizer, WordTokenizer):
                 config["tokenizer"] = HF_DIR  # loaded from processor/tokenizer/
-            payload = {
-                "type": type(self).__name__,
-                "format_version": FORMAT_VERSION,
-                "config": config,
-                "embodiment": embodiment.model_dump(mode="json"),
-                "vocab_size": self.vocab_size,
-            }
-            (tmp / CONFIG_FILE).write_text(json.dumps(payload, indent=2))
+            write_processor_config(tmp, self, FORMAT_VERSION, config, embodiment=embodiment.model_dump(mode="json"),
+                                   vocab_size=self.vocab_size)
             assert self.tokenizer is not None
             self.tokenizer.save(tmp)
         stats_tmp = directory / f".{STATS_FILE}.tmp"
@@ -349,22 +341,12 @@ class VLAProcessor:
         statistics match the processor's embodiment and max dims."""
         directory = Path(directory)
         config_path = directory / PROCESSOR_DIR / CONFIG_FILE
-        if not config_path.is_file():
-            raise CheckpointError(
-                f"'{directory}' has no {PROCESSOR_DIR}/{CONFIG_FILE}; it was not saved with a VLAProcessor "
-                "(processor.save_pretrained), so raw observations cannot be prepared for it."
-            )
+        payload = read_processor_config(directory, FORMAT_VERSION, "vla-core")
+        config = payload["config"]
         try:
-            payload = json.loads(config_path.read_text())
-            config = dict(payload["config"])
             embodiment = EmbodimentSpec.model_validate(payload["embodiment"])
-        except (json.JSONDecodeError, KeyError, ValueError) as exc:
+        except (KeyError, ValueError) as exc:
             raise CheckpointError(f"{config_path} is corrupt ({exc}); re-save the processor.") from None
-        if payload.get("format_version") != FORMAT_VERSION:
-            raise CheckpointError(
-                f"{config_path} has format_version {payload.get('format_version')}; this vla reads "
-                f"{FORMAT_VERSION}. Upgrade vla or re-save the processor."
-            )
         if config.get("tokenizer") != "word":
             config["tokenizer"] = str(directory / PROCESSOR_DIR / HF_DIR)
         processor = cls(**config)

@@ -127,7 +127,7 @@ def load_processor(path: str | Path, spec: Mapping[str, Any] | None = None) -> A
     training builds it; without a spec, the class a VLAProcessor recorded in
     `processor/processor_config.json`.
     """
-    from vla_core.data.processor import CONFIG_FILE, PROCESSOR_DIR
+    from vla_core.data.processor_files import CONFIG_FILE, PROCESSOR_DIR
 
     path = Path(path)
     if not (path / PROCESSOR_DIR).is_dir():

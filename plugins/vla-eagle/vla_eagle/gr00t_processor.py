@@ -27,6 +27,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from vla_core.data.processor_files import PROCESSOR_DIR, read_processor_config, write_processor_config
 from vla_core.data.schema import collate as collate_samples
 from vla_core.errors import CheckpointError, ConfigError, DataError
 from vla_eagle.eagle_prompt import ImageTokens, eagle_prompt, left_pad
@@ -35,8 +36,6 @@ from vla_eagle.gr00t_images import eagle_pixel_values, gr00t_eval_frame
 from vla_eagle.gr00t_metadata import EmbodimentMetadata, read_metadata, select_embodiment
 from vla_eagle.gr00t_normalizer import GR00T_NORMS, REQUIRED_STATS, GR00TNorm, normalize, unnormalize
 
-PROCESSOR_DIR = "processor"  # vla_core.data.processor.PROCESSOR_DIR: load_processor looks there
-CONFIG_FILE = "processor_config.json"
 METADATA_FILE = "metadata.json"
 TOKENIZER_DIR = "tokenizer"
 FORMAT_VERSION = 1
@@ -335,9 +334,7 @@ class GR00TProcessor:
         directory = Path(directory)
         with atomic_directory(directory / PROCESSOR_DIR) as tmp:
             config = {**self.config, "embodiment_tag": meta.tag}
-            payload = {"type": type(self).__name__, "format_version": FORMAT_VERSION, "config": config,
-                       "image_markup": vars(self.markup)}
-            (tmp / CONFIG_FILE).write_text(json.dumps(payload, indent=2))
+            write_processor_config(tmp, self, FORMAT_VERSION, config, image_markup=vars(self.markup))
             (tmp / METADATA_FILE).write_text(json.dumps({meta.tag: meta.raw}, indent=1))
             self.tokenizer.save_pretrained(str(tmp / TOKENIZER_DIR))
         return directory
@@ -346,15 +343,8 @@ class GR00TProcessor:
     def from_pretrained(cls, directory: str | Path) -> GR00TProcessor:
         """Load what `save_pretrained` wrote into a checkpoint directory."""
         root = Path(directory) / PROCESSOR_DIR
-        config_path = root / CONFIG_FILE
-        try:
-            payload = json.loads(config_path.read_text())
-            config = dict(payload["config"])
-        except (OSError, json.JSONDecodeError, KeyError, TypeError) as exc:
-            raise CheckpointError(f"{config_path} could not be read ({exc}); re-save the processor.") from None
-        if payload.get("format_version") != FORMAT_VERSION:
-            raise CheckpointError(f"{config_path} has format_version {payload.get('format_version')}; this vla-eagle "
-                                  f"reads {FORMAT_VERSION}. Upgrade vla-eagle or re-save the processor.")
+        payload = read_processor_config(directory, FORMAT_VERSION, "vla-eagle")
+        config = payload["config"]
         processor = cls(metadata=str(root / METADATA_FILE), tokenizer=str(root / TOKENIZER_DIR), **config)
         processor.markup = ImageTokens(**payload.get("image_markup", {}))
         return processor

@@ -26,6 +26,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
+from vla_core.data.processor_files import CONFIG_FILE, PROCESSOR_DIR, read_processor_config, write_processor_config
 from vla_core.data.tokenizers import HF_DIR, HFTokenizer
 from vla_core.errors import CheckpointError, DataError
 from vla_openvla.norm_stats import (
@@ -42,8 +43,6 @@ PROMPT_TEMPLATE = "In: What action should the robot take to {task}?\nOut:"
 #: LLaMA-2's "▁", the token the released predict_action appends after "Out:".
 EMPTY_TOKEN = "\u2581"
 LLAMA_EMPTY_TOKEN_ID = 29871
-PROCESSOR_DIR = "processor"
-CONFIG_FILE = "processor_config.json"
 FORMAT_VERSION = 1
 
 #: openvla-7b's released preprocessor_config.json settings (DINOv2 ImageNet + SigLIP 0.5, bicubic, 224).
@@ -323,20 +322,19 @@ class OpenVLAProcessor:
 
         directory = Path(directory)
         with atomic_directory(directory / PROCESSOR_DIR) as tmp:
-            payload = {"type": type(self).__name__, "format_version": FORMAT_VERSION,
-                       "config": {**self.config(), "tokenizer": HF_DIR}, "norm_stats": self.norm_stats}
-            (tmp / CONFIG_FILE).write_text(json.dumps(payload, indent=2))
+            write_processor_config(tmp, self, FORMAT_VERSION, {**self.config(), "tokenizer": HF_DIR},
+                                   norm_stats=self.norm_stats)
             self.tokenizer.save(tmp)
         return directory
 
     @classmethod
     def from_pretrained(cls, directory: str | Path) -> OpenVLAProcessor:
         """Load what `save_pretrained` wrote into checkpoint `directory`."""
-        path = Path(directory) / PROCESSOR_DIR / CONFIG_FILE
-        payload = _read_json(path)
-        if payload.get("type") != cls.__name__ or payload.get("format_version") != FORMAT_VERSION:
-            raise CheckpointError(f"{path} was not written by {cls.__name__} (format {FORMAT_VERSION}); re-save it.")
-        config = dict(payload["config"])
+        payload = read_processor_config(directory, FORMAT_VERSION, "vla-openvla")
+        if payload.get("type") != cls.__name__:
+            path = Path(directory) / PROCESSOR_DIR / CONFIG_FILE
+            raise CheckpointError(f"{path} was written by {payload.get('type')}, not {cls.__name__}; re-save it.")
+        config = payload["config"]
         config["tokenizer"] = str(Path(directory) / PROCESSOR_DIR / HF_DIR)
         processor = cls(**config)
         processor.norm_stats = payload.get("norm_stats")

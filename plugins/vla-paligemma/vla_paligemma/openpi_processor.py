@@ -19,15 +19,15 @@ norm_stats.json, the tokenizer file), so it reloads with the same steps.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import torch
 
+from vla_core.data.processor_files import PROCESSOR_DIR, read_processor_config, write_processor_config
 from vla_core.data.schema import collate as collate_samples
-from vla_core.errors import CheckpointError, ConfigError, DataError
+from vla_core.errors import ConfigError, DataError
 from vla_paligemma.openpi_images import IMAGE_KEYS, parse_image, resize_with_pad, to_model_range
 from vla_paligemma.openpi_norm_stats import (
     NORM_STATS_FILE,
@@ -39,8 +39,6 @@ from vla_paligemma.openpi_norm_stats import (
 )
 from vla_paligemma.openpi_tokenizer import PaligemmaPromptTokenizer
 
-PROCESSOR_DIR = "processor"
-CONFIG_FILE = "processor_config.json"
 TOKENIZER_FILE = "tokenizer.model"
 FORMAT_VERSION = 1
 
@@ -296,8 +294,7 @@ class OpenPIProcessor:
         stats = self._stats()
         directory = Path(directory)
         with atomic_directory(directory / PROCESSOR_DIR) as tmp:
-            payload = {"type": type(self).__name__, "format_version": FORMAT_VERSION, "config": self.config}
-            (tmp / CONFIG_FILE).write_text(json.dumps(payload, indent=2))
+            write_processor_config(tmp, self, FORMAT_VERSION, self.config)
             write_norm_stats(tmp / NORM_STATS_FILE, stats)
             (tmp / TOKENIZER_FILE).write_bytes(self.tokenizer.model_proto)
         return directory
@@ -306,19 +303,7 @@ class OpenPIProcessor:
     def from_pretrained(cls, directory: str | Path) -> OpenPIProcessor:
         """Load what `save_pretrained` wrote into a checkpoint directory."""
         folder = Path(directory) / PROCESSOR_DIR
-        config_path = folder / CONFIG_FILE
-        try:
-            payload = json.loads(config_path.read_text())
-            config = dict(payload["config"])
-        except FileNotFoundError:
-            raise CheckpointError(f"'{directory}' has no {PROCESSOR_DIR}/{CONFIG_FILE}.") from None
-        except (json.JSONDecodeError, KeyError, TypeError) as exc:
-            raise CheckpointError(f"{config_path} is corrupt ({exc}); re-save the processor.") from None
-        if payload.get("format_version") != FORMAT_VERSION:
-            raise CheckpointError(
-                f"{config_path} has format_version {payload.get('format_version')}; this vla-paligemma reads "
-                f"{FORMAT_VERSION}. Upgrade it or re-save the processor."
-            )
+        config = read_processor_config(directory, FORMAT_VERSION, "vla-paligemma")["config"]
         return cls(**config, tokenizer=str(folder / TOKENIZER_FILE), norm_stats=str(folder / NORM_STATS_FILE))
 
     def __repr__(self) -> str:
