@@ -46,7 +46,10 @@ def save_sharded(model: nn.Module, optimizer: torch.optim.Optimizer, directory: 
     dcp.save(get_optimizer_state_dict(model, optimizer), checkpoint_id=str(optimizer_dir))
 
 
-def _load(state: dict[str, Any], path: Path, allow_partial: bool = False) -> None:
+def load_shards(state: dict[str, Any], path: Path, allow_partial: bool = False) -> None:
+    """Fill `state`'s tensors (DTensor shards or whole tensors) in place from the DCP
+    checkpoint at `path`, each process reading only its slices; `allow_partial`: keys of
+    `state` the checkpoint lacks are left as they are."""
     try:
         with warnings.catch_warnings():  # on one process DCP warns that it loads without a process group: intended
             warnings.simplefilter("ignore", UserWarning)
@@ -62,7 +65,7 @@ def load_sharded_model(model: nn.Module, checkpoint: Path) -> None:
     """Fill `model` (sharded or not, materialised) from `<checkpoint>/model_shards`; every
     process reads only the slices of its shards. A collective."""
     state = get_model_state_dict(model)
-    _load(state, checkpoint / MODEL_SHARDS_DIR)
+    load_shards(state, checkpoint / MODEL_SHARDS_DIR)
     set_model_state_dict(model, state)
 
 
@@ -83,6 +86,6 @@ def load_sharded_optimizer(
     # The template gives every trainable parameter a zero state to read into; the ones the
     # checkpoint lacks keep it until they are dropped below, hence a partial load.
     state = get_optimizer_state_dict(model, optimizer)
-    _load(state, path, allow_partial=True)
+    load_shards(state, path, allow_partial=True)
     set_optimizer_state_dict(model, optimizer, optim_state_dict=state)
     drop_state_not_saved(model, optimizer, saved_optimizer_parameters(path))

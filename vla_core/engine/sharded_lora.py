@@ -25,7 +25,7 @@ from torch import nn
 from torch.distributed.checkpoint.state_dict import get_model_state_dict, set_model_state_dict
 
 from vla_core.engine.lora import ADAPTER_DIR, read_adapter_state
-from vla_core.engine.sharded_checkpoint import _load
+from vla_core.engine.sharded_checkpoint import load_shards
 from vla_core.errors import CheckpointError
 from vla_core.models.sharded_weights import MODEL_SHARDS_DIR
 
@@ -86,7 +86,7 @@ def load_sharded_lora(peft_model: nn.Module, key_map: Mapping[str, str | None], 
     from torch.distributed.tensor import DTensor, distribute_tensor
 
     state = get_model_state_dict(peft_model)
-    _load(_base_shards(state, key_map), checkpoint / MODEL_SHARDS_DIR)
+    load_shards(_base_shards(state, key_map), checkpoint / MODEL_SHARDS_DIR)
     adapter_dir = checkpoint / ADAPTER_DIR
     saved = read_adapter_state(adapter_dir)
     selection = _adapter_selection(peft_model, state)

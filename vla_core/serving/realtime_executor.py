@@ -1,6 +1,6 @@
 """`RealtimeChunkExecutor`: a robot's control loop that never waits on the model (except in sync).
 
-    policy = Policy.from_pretrained("runs/quickstart_flow")      # or PolicyClient("ws://robot-server:8000")
+    policy = Policy.from_pretrained("./runs/quickstart_flow")    # or PolicyClient("ws://robot-server:8000")
     executor = RealtimeChunkExecutor(policy, mode="rtc", execution_horizon=4, inference_delay=2)
     executor.reset()                                # a new episode: the policy's reset(), no chunks
     while running:                                  # at the control rate
